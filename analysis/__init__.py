@@ -1,0 +1,1 @@
+"""Tables and plots from cosim trace directories; reads files only, never the engine."""
