@@ -1,0 +1,195 @@
+"""Random channel components: correlated log-normal shadowing and block fading.
+
+Both keep one state value per link, shape (n_cells, n_devices) by convention (any
+shape works), and draw only from the ``numpy.random.Generator`` they are given.
+
+* :class:`GudmundsonShadowing` — shadow fading [dB] that evolves with device
+  displacement as a first-order autoregressive process (Gudmundson, "Correlation
+  model for shadow fading in mobile radio systems", Electron. Lett. 27(23), 1991):
+  ρ = exp(−Δd / d_corr). Sign convention: the shadow value is a *loss* added to the
+  path loss (positive = weaker signal); being zero-mean Gaussian, the sign is a
+  convention only, but :mod:`radio.link` relies on it.
+* :class:`BlockFading` — small-scale power gain |h|² with unit mean, constant within
+  a coherence interval and redrawn independently by :meth:`BlockFading.redraw`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from radio.constants import db_to_linear
+
+__all__ = ["GudmundsonShadowing", "BlockFading", "FADING_MODELS"]
+
+FloatArray = NDArray[np.float64]
+
+FADING_MODELS: tuple[str, ...] = ("rayleigh", "rician", "none")
+"""Names accepted by :class:`BlockFading`."""
+
+
+def _check_rng(rng: object) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    if shape is None:
+        raise ValueError("shape is required, e.g. (n_cells, n_devices)")
+    shp = tuple(int(s) for s in np.atleast_1d(np.asarray(shape, dtype=np.int64)))
+    if any(s < 0 for s in shp):
+        raise ValueError(f"shape={shape!r} has a negative dimension")
+    return shp
+
+
+class GudmundsonShadowing:
+    """Spatially correlated log-normal shadowing per link.
+
+    The state is kept normalised, u ~ N(0, 1) per link, and the shadow is
+    s = σ·u [dB]. On a move of Δd metres u follows the AR(1) recursion
+    u' = ρ·u + sqrt(1 − ρ²)·z with ρ = exp(−Δd / d_corr) and z ~ N(0, 1), which keeps
+    the marginal s ~ N(0, σ²) exactly stationary and gives
+    corr(s(x), s(x + Δd)) = exp(−Δd / d_corr).
+
+    Args:
+        std_db: shadow-fading standard deviation σ_SF [dB], >= 0, broadcastable to
+            ``shape`` (e.g. (n_cells, n_devices) from ``model.shadow_std_db(los)``).
+        decorrelation_m: decorrelation distance d_corr [m], > 0, broadcastable to
+            ``shape``.
+        shape: link-array shape, conventionally (n_cells, n_devices).
+        rng: generator for every draw of this process.
+    """
+
+    def __init__(
+        self,
+        std_db: ArrayLike,
+        decorrelation_m: ArrayLike,
+        shape: tuple[int, ...],
+        rng: np.random.Generator,
+    ) -> None:
+        self.shape = _check_shape(shape)
+        self._rng = _check_rng(rng)
+        self.set_params(std_db, decorrelation_m)
+        self._u = self._rng.standard_normal(self.shape)
+
+    def set_params(self, std_db: ArrayLike, decorrelation_m: ArrayLike) -> None:
+        """Replace σ_SF and d_corr (e.g. after a LOS/NLOS change of some links).
+
+        The normalised state u is kept, so a link's shadow is rescaled to the new σ
+        immediately (s = σ_new·u) and stays N(0, σ_new²) distributed.
+
+        Args:
+            std_db: σ_SF [dB], >= 0, broadcastable to ``shape``.
+            decorrelation_m: d_corr [m], > 0, broadcastable to ``shape``.
+
+        Raises:
+            ValueError: negative/non-finite σ, non-positive d_corr, or a shape that
+                does not broadcast to ``shape``.
+        """
+        std = np.asarray(std_db, dtype=np.float64)
+        dcorr = np.asarray(decorrelation_m, dtype=np.float64)
+        if not np.all(np.isfinite(std)) or np.any(std < 0.0):
+            raise ValueError(f"std_db must be finite and >= 0 dB, got min {np.min(std)!r}")
+        if not np.all(np.isfinite(dcorr)) or np.any(dcorr <= 0.0):
+            raise ValueError(f"decorrelation_m must be finite and > 0 m, got min {np.min(dcorr)!r}")
+        try:
+            self._std_db = np.broadcast_to(std, self.shape)
+            self._dcorr_m = np.broadcast_to(dcorr, self.shape)
+        except ValueError:
+            raise ValueError(
+                f"std_db shape {std.shape} / decorrelation_m shape {dcorr.shape} "
+                f"do not broadcast to {self.shape}"
+            ) from None
+
+    @property
+    def std_db(self) -> FloatArray:
+        """Current σ_SF [dB], shape ``shape`` (read-only view)."""
+        return self._std_db
+
+    @property
+    def value_db(self) -> FloatArray:
+        """Current shadow loss s [dB] (positive = more loss), shape ``shape``."""
+        return self._std_db * self._u
+
+    def step(self, displacement_m: ArrayLike) -> FloatArray:
+        """Advance the process after the devices moved.
+
+        Args:
+            displacement_m: distance each device moved since the last step [m],
+                >= 0, shape (n_devices,) (broadcast over cells) or any shape
+                broadcastable to ``shape``.
+
+        Returns:
+            the new shadow loss [dB], shape ``shape``.
+        """
+        dd = np.asarray(displacement_m, dtype=np.float64)
+        if np.any(dd < 0.0):
+            raise ValueError(f"displacement_m must be >= 0 m, got min {np.min(dd)!r}")
+        rho = np.exp(-dd / self._dcorr_m)
+        z = self._rng.standard_normal(self.shape)
+        self._u = rho * self._u + np.sqrt(1.0 - rho * rho) * z
+        return self.value_db
+
+
+class BlockFading:
+    """Block fading power gain |h|² with E[|h|²] = 1, one value per link.
+
+    * ``"rayleigh"``: h ~ CN(0, 1), so |h|² ~ Exponential(1).
+    * ``"rician"``: h = sqrt(K/(K+1)) + sqrt(1/(K+1))·CN(0, 1), K = 10^(k_factor_db/10);
+      2(K+1)·|h|² is noncentral χ² with 2 degrees of freedom and noncentrality 2K.
+    * ``"none"``: |h|² = 1.
+
+    A first block is drawn on construction.
+
+    Args:
+        model: one of ``FADING_MODELS``.
+        k_factor_db: Rician K-factor [dB] (used only by ``"rician"``), in [-50, 50].
+        shape: link-array shape, conventionally (n_cells, n_devices); required.
+        rng: generator for every draw; required.
+    """
+
+    def __init__(
+        self,
+        model: str = "rayleigh",
+        k_factor_db: float = 9.0,
+        shape: tuple[int, ...] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if model not in FADING_MODELS:
+            raise ValueError(f"fading model {model!r} unknown; allowed: {', '.join(FADING_MODELS)}")
+        k_db = float(k_factor_db)
+        if not math.isfinite(k_db) or not -50.0 <= k_db <= 50.0:
+            raise ValueError(f"k_factor_db={k_factor_db!r} outside allowed range [-50, 50] dB")
+        self.model = model
+        self.k_factor_db = k_db
+        self.shape = _check_shape(shape)
+        self._rng = _check_rng(rng)
+        k = float(db_to_linear(k_db))
+        self._los_amplitude = math.sqrt(k / (k + 1.0))
+        self._scatter_std = math.sqrt(1.0 / (2.0 * (k + 1.0)))  # per real dimension
+        self._gain = self.redraw()
+
+    @property
+    def gain_linear(self) -> FloatArray:
+        """Current power gain |h|² [linear, unit mean], shape ``shape``."""
+        return self._gain
+
+    def redraw(self) -> FloatArray:
+        """Draw a new independent block (call once per coherence interval).
+
+        Returns:
+            the new power gain |h|² [linear], shape ``shape``.
+        """
+        if self.model == "none":
+            gain = np.ones(self.shape)
+        elif self.model == "rayleigh":
+            gain = self._rng.standard_exponential(self.shape)
+        else:
+            re = self._los_amplitude + self._scatter_std * self._rng.standard_normal(self.shape)
+            im = self._scatter_std * self._rng.standard_normal(self.shape)
+            gain = re * re + im * im
+        self._gain = gain
+        return gain
