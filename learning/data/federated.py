@@ -1,0 +1,255 @@
+"""Per-device train/test splits over one shared, normalised image store.
+
+``build_federated_data`` partitions a dataset's training set over devices and gives
+each device a test split drawn from the dataset's *test* set with the same class
+proportions as its own train split, so that personalised models are evaluated on
+their own distribution. Images are stored once as a float32 tensor; devices only hold
+index arrays, which keeps memory flat for thousands of devices and makes the object
+cheap to pickle once per worker process.
+
+Per-device test splits: size ``round(n_train_i · N_test / N_train)`` (or
+``round(test_fraction · n_train_i)``), raised to at least the number of classes in the
+device's train split so that every class it trains on is also tested. Class counts are
+proportional to its train counts (largest-remainder rounding; a class present in train
+that rounds to zero gets one sample, taken from the device's largest class). Samples
+are taken without replacement from a per-class pool shared by all devices (processed
+in random order), so splits are disjoint while the test set lasts; when a class's pool
+runs out, the shortfall is sampled *with replacement* from that class's full test set
+(so those samples repeat across devices). The number of such samples is reported by
+``FederatedData.n_test_resampled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .fashion_mnist import ArrayDataset, load_fashion_mnist
+from .partition import PARTITIONS, _largest_remainder, class_histogram
+from .synthetic import make_synthetic
+
+__all__ = ["DATASETS", "FederatedData", "build_federated_data", "load_dataset"]
+
+
+def _load_fmnist(path: str | Path | None = None, **params: Any) -> ArrayDataset:
+    return load_fashion_mnist(path=path, **params)
+
+
+def _load_synthetic(path: str | Path | None = None, **params: Any) -> ArrayDataset:
+    if path is not None:
+        raise ValueError(f"the synthetic dataset takes no path, got {path}")
+    params.setdefault("num_train", 6000)
+    params.setdefault("num_test", 1000)
+    return make_synthetic(**params)
+
+
+#: name -> loader(path=None, **params) -> ArrayDataset.
+DATASETS: dict[str, Callable[..., ArrayDataset]] = {
+    "fashion_mnist": _load_fmnist,
+    "synthetic": _load_synthetic,
+}
+
+
+def load_dataset(name: str, path: str | Path | None = None, **params: Any) -> ArrayDataset:
+    """Load a registered dataset by name.
+
+    Args:
+        name: key of ``DATASETS`` ("fashion_mnist", "synthetic").
+        path: data folder (fashion_mnist only).
+        **params: loader parameters, e.g. ``download``/``cache_dir`` for fashion_mnist,
+            ``num_train, num_test, num_classes, seed, noise`` for synthetic
+            (defaults 6000 train / 1000 test).
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name](path=path, **params)
+
+
+@dataclass
+class FederatedData:
+    """Images stored once plus per-device index arrays.
+
+    Attributes:
+        train_x: normalised training images used by some device, float32 (M, 1, H, W).
+        train_y: their labels, int64 (M,).
+        test_x: the dataset's full normalised test set, float32 (N_test, 1, H, W).
+        test_y: its labels, int64 (N_test,).
+        train_idx: per device, int64 indices into ``train_x``.
+        test_idx: per device, int64 indices into ``test_x`` (may repeat, see module doc).
+        num_classes: number of classes C.
+        name: dataset name.
+        mean: pixel mean used for normalisation (of x / 255).
+        std: pixel std used for normalisation.
+        n_test_resampled: test samples drawn with replacement after a class ran out.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    train_idx: list[np.ndarray]
+    test_idx: list[np.ndarray]
+    num_classes: int
+    name: str
+    mean: float
+    std: float
+    n_test_resampled: int = 0
+
+    @property
+    def n_devices(self) -> int:
+        """Number of devices D."""
+        return len(self.train_idx)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one image, (1, H, W)."""
+        return tuple(self.test_x.shape[1:])  # type: ignore[return-value]
+
+    def train(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device ``i``'s training split: x float32 (n, 1, H, W), y int64 (n,)."""
+        idx = torch.from_numpy(self.train_idx[i])
+        return self.train_x[idx], self.train_y[idx]
+
+    def test(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device ``i``'s test split: x float32 (n, 1, H, W), y int64 (n,)."""
+        idx = torch.from_numpy(self.test_idx[i])
+        return self.test_x[idx], self.test_y[idx]
+
+    def num_train(self, i: int) -> int:
+        """Number of training samples of device ``i``."""
+        return int(self.train_idx[i].size)
+
+    def num_test(self, i: int) -> int:
+        """Number of test samples of device ``i``."""
+        return int(self.test_idx[i].size)
+
+    def global_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full test set (for global models): x float32 (N_test, 1, H, W), y (N_test,)."""
+        return self.test_x, self.test_y
+
+    def histogram(self) -> np.ndarray:
+        """Train label counts per device, int64 (D, C)."""
+        return class_histogram(self.train_y.numpy(), self.train_idx, self.num_classes)
+
+    def test_histogram(self) -> np.ndarray:
+        """Test label counts per device, int64 (D, C)."""
+        return class_histogram(self.test_y.numpy(), self.test_idx, self.num_classes)
+
+
+def _normalise(x: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) of (x/255 − mean)/std."""
+    out = torch.from_numpy(x).to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    return out.unsqueeze(1).contiguous()
+
+
+def _draw_tests(
+    train_hist: np.ndarray, test_y: np.ndarray, sizes: np.ndarray, rng: np.random.Generator
+) -> tuple[list[np.ndarray], int]:
+    """Per-device test indices with the class proportions of ``train_hist`` (D, C)."""
+    n_dev, n_cls = train_hist.shape
+    members = [np.flatnonzero(test_y == c) for c in range(n_cls)]
+    pools = [rng.permutation(m) for m in members]
+    used = np.zeros(n_cls, dtype=np.int64)
+    out: list[np.ndarray] = [np.empty(0, np.int64)] * n_dev
+    resampled = 0
+    for d in rng.permutation(n_dev):
+        support = np.flatnonzero(train_hist[d])
+        for c in support:
+            if members[c].size == 0:
+                raise ValueError(
+                    f"class {c} is in device {d}'s train split but not in the test set"
+                )
+        n = max(int(sizes[d]), support.size)
+        want = np.zeros(n_cls, dtype=np.int64)
+        want[support] = _largest_remainder(train_hist[d, support].astype(float), n)
+        for c in support[want[support] == 0]:  # every trained class is tested at least once
+            want[c] = 1
+            want[np.argmax(want)] -= 1
+        chunks = []
+        for c in support:
+            take = min(int(want[c]), pools[c].size - int(used[c]))
+            chunks.append(pools[c][used[c] : used[c] + take])
+            used[c] += take
+            if take < want[c]:
+                resampled += int(want[c]) - take
+                chunks.append(rng.choice(members[c], size=int(want[c]) - take, replace=True))
+        out[d] = np.sort(np.concatenate(chunks)).astype(np.int64)
+    return out, resampled
+
+
+def build_federated_data(
+    dataset: ArrayDataset,
+    n_devices: int,
+    partition: str,
+    params: dict[str, Any],
+    seed: int,
+    test_fraction: float | None = None,
+    max_train_per_device: int | None = None,
+) -> FederatedData:
+    """Partition ``dataset`` over devices, each with its own train and test split.
+
+    Args:
+        dataset: the source dataset.
+        n_devices: number of devices D.
+        partition: key of ``PARTITIONS`` ("iid", "dirichlet", "pathological",
+            "quantity_skew").
+        params: keyword parameters of that partition (e.g. ``{"alpha": 0.3}``).
+        seed: seed for the partition, the truncation and the test draws.
+        test_fraction: per-device test size as a fraction of its train size
+            (default: the dataset's test/train ratio).
+        max_train_per_device: keep at most this many training samples per device
+            (a random subset of its partition).
+
+    Returns:
+        FederatedData storing only the training images some device uses.
+    """
+    if partition not in PARTITIONS:
+        raise KeyError(f"unknown partition {partition!r}; known: {sorted(PARTITIONS)}")
+    if test_fraction is not None and test_fraction <= 0:
+        raise ValueError(f"test_fraction must be > 0, got {test_fraction}")
+    if max_train_per_device is not None and max_train_per_device < 1:
+        raise ValueError(f"max_train_per_device must be ≥ 1, got {max_train_per_device}")
+    rng_part, rng_trunc, rng_test = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
+    parts = PARTITIONS[partition](dataset.train_y, n_devices, rng=rng_part, **params)
+    if max_train_per_device is not None:
+        parts = [
+            np.sort(rng_trunc.choice(p, size=max_train_per_device, replace=False))
+            if p.size > max_train_per_device
+            else p
+            for p in parts
+        ]
+    # Keep only the training images some device uses; remap indices into that store.
+    used = np.unique(np.concatenate(parts))
+    train_idx = [np.searchsorted(used, p).astype(np.int64) for p in parts]
+    train_y = dataset.train_y[used]
+
+    n_train = np.array([p.size for p in parts])
+    ratio = dataset.test_y.size / dataset.train_y.size if test_fraction is None else test_fraction
+    sizes = np.rint(n_train * ratio).astype(np.int64)
+    hist = class_histogram(train_y, train_idx, dataset.num_classes)
+    test_idx, resampled = _draw_tests(hist, dataset.test_y, sizes, rng_test)
+
+    if dataset.mean is not None and dataset.std is not None:
+        mean, std = float(dataset.mean), float(dataset.std)
+    else:
+        scaled = dataset.train_x.astype(np.float64) / 255.0
+        mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
+    return FederatedData(
+        train_x=_normalise(dataset.train_x[used], mean, std),
+        train_y=torch.from_numpy(train_y.astype(np.int64)),
+        test_x=_normalise(dataset.test_x, mean, std),
+        test_y=torch.from_numpy(dataset.test_y.astype(np.int64)),
+        train_idx=train_idx,
+        test_idx=test_idx,
+        num_classes=dataset.num_classes,
+        name=dataset.name,
+        mean=mean,
+        std=std,
+        n_test_resampled=resampled,
+    )
