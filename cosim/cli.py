@@ -1,0 +1,170 @@
+"""Command line: ``python -m cosim {run,validate} SCENARIO [--set key.path=value]...``.
+
+User errors (invalid scenario, missing files or datasets, bad setup values) print
+``cosim: error: <message>`` (one line per problem) on stderr and exit with status 2,
+never a traceback (``--debug`` shows it). Ctrl-C exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from cosim import __version__
+from cosim.scenario import Scenario, ScenarioError, load_scenario
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Progress(Protocol):
+    """What the engine reports after each round (``cosim.engine.RoundProgress``)."""
+
+    round: int
+    rounds: int
+    sim_time_s: float
+    accuracy: float | None
+    energy_j: float
+
+
+def _error(message: object, stream: TextIO) -> int:
+    for line in str(message).splitlines() or [type(message).__name__]:
+        print(f"cosim: error: {line}", file=stream)
+    return EXIT_USAGE
+
+
+def format_progress(p: Progress) -> str:
+    """One plain log line per round: ``round 3/30  sim 412.3 s  acc 0.712  energy 1234.5 J``."""
+    acc = "-" if p.accuracy is None else f"{p.accuracy:.3f}"
+    return f"round {p.round}/{p.rounds}  sim {p.sim_time_s:.1f} s  acc {acc}  energy {p.energy_j:.1f} J"
+
+
+class ProgressReporter:
+    """Round progress as a tqdm bar (interactive) or one log line per round (otherwise)."""
+
+    def __init__(self, rounds: int, stream: TextIO, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self._bar: Any = None
+        if not quiet and stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=rounds, unit="round", file=stream, dynamic_ncols=True)
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        if self._bar is None:
+            print(format_progress(p), file=self.stream, flush=True)
+            return
+        self._bar.total = p.rounds
+        self._bar.set_postfix(
+            sim=f"{p.sim_time_s:.1f}s",
+            acc="-" if p.accuracy is None else f"{p.accuracy:.3f}",
+            energy=f"{p.energy_j:.1f}J",
+            refresh=False,
+        )
+        self._bar.update(max(0, p.round - self._bar.n))
+
+    def close(self) -> None:
+        """Finish the bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def describe(scenario: Scenario) -> list[str]:
+    """Short human summary of a validated scenario (used by ``validate``)."""
+    d, fl, lr = scenario.devices, scenario.fl, scenario.learning
+    mix = ", ".join(f"{name} {share:g}" for name, share in d.profiles.items())
+    cells = ", ".join(f"{c.name} ({c.pathloss})" for c in scenario.cells)
+    deadline = "none" if fl.deadline_s is None else f"{fl.deadline_s:g} s"
+    return [
+        f"name: {scenario.name}",
+        f"devices: {d.count} ({mix}), mobility {d.mobility.model}",
+        f"cells: {len(scenario.cells)}: {cells}",
+        f"rounds: {fl.rounds} x {fl.devices_per_round} devices, selection {fl.selection}, "
+        f"allocator {fl.allocator}, deadline {deadline}",
+        f"algorithm: {lr.algorithm.name}, model {lr.model['name']}, dataset {lr.dataset.name} "
+        f"({lr.partition.name}), mode {lr.mode}",
+        f"output: {scenario.output_dir} ({', '.join(scenario.output.formats)})",
+    ]
+
+
+def _summary_lines(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:
+    lines = [f"run directory: {out_dir}"]
+    for key in sorted(summary):
+        value = summary[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        lines.append(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+    return lines
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario, args.set)
+    for line in describe(scenario):
+        print(line)
+    print("ok")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario, args.set)
+    out_dir = Path(args.out) if args.out else scenario.output_dir
+    from cosim.engine import run_simulation
+
+    reporter = ProgressReporter(scenario.fl.rounds, sys.stdout, quiet=args.quiet)
+    try:
+        summary = run_simulation(scenario, out_dir, progress=reporter, command=list(sys.argv))
+    finally:
+        reporter.close()
+    for line in _summary_lines(out_dir, summary or {}):
+        print(line)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cosim`` argument parser with its ``run`` and ``validate`` sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="cosim", description="Co-simulation of federated learning over wireless networks."
+    )
+    parser.add_argument("--version", action="version", version=f"cosim {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    common.add_argument(
+        "--set", metavar="KEY.PATH=VALUE", action="append", default=[],
+        help="override a scenario value (YAML-typed; list indices allowed: cells.0.tx_power_dbm=40); repeatable",
+    )
+    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", parents=[common], help="run a scenario and write its traces",
+                         description="Run a scenario and write its traces to the run directory.")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: the scenario's output.directory)")
+    run.add_argument("--quiet", action="store_true", help="no per-round progress")
+    run.set_defaults(handler=_cmd_run)
+    validate = sub.add_parser("validate", parents=[common], help="check a scenario and print a summary",
+                              description="Validate a scenario (with overrides) and print a short summary.")
+    validate.set_defaults(handler=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m cosim``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("cosim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ScenarioError, FileNotFoundError, ValueError) as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, FileNotFoundError) and exc.filename is not None and exc.strerror:
+            return _error(f"{exc.filename}: {exc.strerror}", sys.stderr)
+        return _error(exc, sys.stderr)

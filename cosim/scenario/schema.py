@@ -1,0 +1,338 @@
+"""Pydantic v2 schema of a cosim scenario (see ``scenarios/*.yaml``).
+
+Every model forbids unknown keys, validates strictly (YAML already types values, so
+``"5"`` is not an int and ``true`` is not a number) and rejects NaN/inf. Units are in
+key names (``_m``, ``_hz``, ``_db``, ``_dbm``, ``_s``). Names of pluggable parts are
+checked against the owning layer's registry (see :mod:`cosim.scenario.registries`).
+Cross-field rules live in model validators and report *every* broken rule at once as
+a ``cosim_cross`` error that :mod:`cosim.scenario.errors` expands to one line each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from cosim.scenario import registries
+
+#: ``float`` fields also accept YAML ints; the validator makes them real floats.
+Float = Annotated[float, AfterValidator(float)]
+PositiveFloat = Annotated[float, Field(gt=0), AfterValidator(float)]
+NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(float)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Params = dict[str, Any]
+
+#: Tolerance on "profile fractions sum to 1".
+FRACTION_SUM_TOL = 1e-6
+
+
+def fmt_value(value: Any) -> str:
+    """Short, readable rendering of a user-supplied value for error messages."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    if isinstance(value, int):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _choice(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise PydanticCustomError(
+            "cosim",
+            "{value} is not one of {allowed}",
+            {"value": fmt_value(value), "allowed": ", ".join(allowed)},
+        )
+    return value
+
+
+def _cross(problems: list[tuple[str, str]]) -> None:
+    """Raise one ``cosim_cross`` error carrying every ``(relative path, detail)`` problem."""
+    if problems:
+        summary = "; ".join(f"{path}: {detail}" for path, detail in problems)
+        raise PydanticCustomError("cosim_cross", "{summary}", {"summary": summary, "problems": problems})
+
+
+def _non_finite(value: Any, path: str, problems: list[tuple[str, str]]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append((path, f"{fmt_value(value)} must be a finite number"))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _non_finite(item, f"{path}.{key}" if path else str(key), problems)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _non_finite(item, f"{path}.{index}" if path else str(index), problems)
+
+
+def _finite_tree(value: Any) -> Any:
+    """Reject NaN/inf anywhere inside free-form parameter dicts and lists."""
+    problems: list[tuple[str, str]] = []
+    _non_finite(value, "", problems)
+    _cross(problems)
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base of every scenario model: unknown keys, coercion, NaN/inf are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _registry_validator(field: str, lookup: Callable[[], tuple[str, ...]]) -> Any:
+    def check(cls: type, value: str) -> str:
+        return _choice(value, lookup())
+
+    return field_validator(field)(classmethod(check))
+
+
+class Area(StrictModel):
+    """Rectangular simulation area with its origin at (0, 0)."""
+
+    width_m: PositiveFloat
+    height_m: PositiveFloat
+
+
+class Cell(StrictModel):
+    """One base station (cell site) and its radio parameters."""
+
+    name: Annotated[str, Field(min_length=1)]
+    x_m: Float
+    y_m: Float
+    height_m: PositiveFloat = 25.0
+    pathloss: str = "uma"
+    pathloss_params: Params = Field(default_factory=dict)
+    carrier_hz: PositiveFloat = 3.5e9
+    uplink_bandwidth_hz: PositiveFloat = 20e6
+    downlink_bandwidth_hz: PositiveFloat = 20e6
+    tx_power_dbm: Float = 43.0
+    noise_figure_db: NonNegativeFloat = 5.0
+
+    check_pathloss = _registry_validator("pathloss", registries.pathloss_models)
+
+    @field_validator("pathloss_params")
+    @classmethod
+    def _params_finite(cls, value: Params) -> Params:
+        return _finite_tree(value)
+
+
+class Mobility(StrictModel):
+    """Device mobility model name (``radio.mobility.MOBILITY``) and its parameters."""
+
+    model: str = "static"
+    params: Params = Field(default_factory=dict)
+
+    check_model = _registry_validator("model", registries.mobility_models)
+
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, value: Params) -> Params:
+        return _finite_tree(value)
+
+
+class Devices(StrictModel):
+    """The device population: size, hardware mix, antenna height, mobility."""
+
+    count: PositiveInt
+    profiles: dict[str, PositiveFloat] = Field(default_factory=lambda: {"mid": 1.0})
+    height_m: PositiveFloat = 1.5
+    mobility: Mobility = Field(default_factory=Mobility)
+    noise_figure_db: NonNegativeFloat = 9.0
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, float]) -> dict[str, float]:
+        allowed = registries.compute_profiles()
+        if not value:
+            raise PydanticCustomError("cosim", "at least one profile is required (allowed: {allowed})",
+                                      {"allowed": ", ".join(allowed)})
+        for name in value:
+            if name not in allowed:
+                raise PydanticCustomError(
+                    "cosim", "unknown profile {name} (allowed: {allowed})",
+                    {"name": fmt_value(name), "allowed": ", ".join(allowed)},
+                )
+        return value
+
+
+class Radio(StrictModel):
+    """Channel model settings shared by every cell."""
+
+    fading: Literal["rayleigh", "rician", "none"] = "rayleigh"
+    rician_k_db: Float = 9.0
+    shadowing: bool = True
+    coherence_s: PositiveFloat = 1.0
+    snr_gap_db: NonNegativeFloat = 0.0
+    max_spectral_efficiency_bps_hz: PositiveFloat = 7.4063
+
+
+class Dataset(StrictModel):
+    """Dataset name, optional local path and loader parameters."""
+
+    name: str
+    path: str | None = None
+    params: Params = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _choice(value, registries.DATASETS)
+
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, value: Params) -> Params:
+        return _finite_tree(value)
+
+
+class Partition(StrictModel):
+    """How the training set is split across devices."""
+
+    name: str = "iid"
+    params: Params = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _choice(value, registries.PARTITIONS)
+
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, value: Params) -> Params:
+        return _finite_tree(value)
+
+
+class Algorithm(StrictModel):
+    """FL algorithm name (``learning.algorithms.ALGORITHMS``) and hyper-parameters."""
+
+    name: str = "fedavg"
+    params: Params = Field(default_factory=dict)
+
+    check_name = _registry_validator("name", registries.algorithms)
+
+    @field_validator("params")
+    @classmethod
+    def _params_finite(cls, value: Params) -> Params:
+        return _finite_tree(value)
+
+
+class Learning(StrictModel):
+    """What is learned and how: data, partition, model, algorithm."""
+
+    mode: Literal["train", "surrogate"] = "train"
+    dataset: Dataset
+    partition: Partition = Field(default_factory=Partition)
+    max_train_per_device: PositiveInt | None = None
+    model: Params
+    algorithm: Algorithm = Field(default_factory=Algorithm)
+    eval_every: PositiveInt = 1
+
+    @field_validator("model")
+    @classmethod
+    def _model_has_name(cls, value: Params) -> Params:
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise PydanticCustomError("cosim", "needs a 'name' key naming the model (got {name})",
+                                      {"name": fmt_value(name)})
+        return _finite_tree(value)
+
+
+class FL(StrictModel):
+    """The federated process: rounds, selection, allocation, deadline, DVFS."""
+
+    rounds: PositiveInt
+    devices_per_round: PositiveInt
+    selection: Literal["random", "round_robin", "channel_aware", "energy_aware", "deadline_aware"] = "random"
+    allocator: str = "equal"
+    deadline_s: PositiveFloat | None = None
+    min_updates: NonNegativeInt = 1
+    dvfs: Literal["max", "min_energy_within_deadline"] = "max"
+
+    check_allocator = _registry_validator("allocator", registries.allocators)
+
+
+class Execution(StrictModel):
+    """How local updates are executed (not what they compute)."""
+
+    executor: Literal["sequential", "process"] = "sequential"
+    workers: PositiveInt = 1
+    threads: PositiveInt = 1
+
+
+class Output(StrictModel):
+    """Where and how traces are written. ``directory`` defaults to ``runs/<name>``."""
+
+    directory: str | None = None
+    formats: Annotated[list[Literal["parquet", "csv"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["parquet"]
+    )
+    checkpoint_every: NonNegativeInt = 0
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("cosim", "{value} lists a format twice", {"value": fmt_value(value)})
+        return value
+
+
+class Scenario(StrictModel):
+    """A complete, validated scenario. Build it with :func:`cosim.scenario.load_scenario`."""
+
+    seed: NonNegativeInt
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")] = "scenario"
+    area: Area
+    cells: Annotated[list[Cell], Field(min_length=1)]
+    devices: Devices
+    radio: Radio = Field(default_factory=Radio)
+    learning: Learning
+    fl: FL
+    execution: Execution = Field(default_factory=Execution)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_output_directory(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            output = data.get("output", {})
+            if isinstance(output, dict) and output.get("directory") is None:
+                name = data.get("name", "scenario")
+                data = {**data, "output": {**output, "directory": f"runs/{name}"}}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        problems: list[tuple[str, str]] = []
+        if self.fl.devices_per_round > self.devices.count:
+            problems.append(("fl.devices_per_round", f"{self.fl.devices_per_round} > devices.count ({self.devices.count})"))
+        if self.fl.min_updates > self.fl.devices_per_round:
+            problems.append(("fl.min_updates", f"{self.fl.min_updates} > fl.devices_per_round ({self.fl.devices_per_round})"))
+        total = math.fsum(self.devices.profiles.values())
+        if abs(total - 1.0) > FRACTION_SUM_TOL:
+            problems.append(("devices.profiles", f"fractions sum to {total:.12g}, must sum to 1"))
+        seen: dict[str, int] = {}
+        for index, cell in enumerate(self.cells):
+            if cell.name in seen:
+                problems.append((f"cells.{index}.name", f"{cell.name!r} duplicates cells.{seen[cell.name]}.name"))
+            seen.setdefault(cell.name, index)
+            for axis, value, limit in (("x_m", cell.x_m, self.area.width_m), ("y_m", cell.y_m, self.area.height_m)):
+                if not 0.0 <= value <= limit:
+                    problems.append((f"cells.{index}.{axis}", f"{fmt_value(value)} outside the area [0, {fmt_value(limit)}]"))
+        _cross(problems)
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        """The run directory named by ``output.directory``."""
+        return Path(self.output.directory or f"runs/{self.name}")
+
+    def to_yaml(self) -> str:
+        """The resolved scenario (defaults filled in) as YAML; loads back to an equal Scenario."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,261 @@
+"""Trace recording (events, rounds, devices tables) and atomic, deterministic writers.
+
+``TraceRecorder`` keeps every table in memory as column lists, so appending an event
+is a handful of ``list.append`` calls (thousands of events per round are cheap).
+``write`` turns them into Arrow tables with explicit, stable dtypes and writes
+Parquet (and CSV on request). Every file is written to ``<name>.tmp-<pid>`` in the
+target directory and moved into place with ``os.replace``, so a reader never sees a
+half-written file. Same rows give byte-identical files.
+
+The ``events`` schema is fixed (:data:`EVENT_SCHEMA`); ``device``/``cell`` use
+:data:`NO_ID` (-1) when an event concerns no device or cell. The ``rounds`` and
+``devices`` tables take their columns from the first row; every later row must
+have the same keys. Column dtypes are inferred from the values: bool -> bool,
+int -> int64, float (or int/float mixed) -> float64, str -> string; ``None`` is a
+null; an all-``None`` column is float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+#: ``device``/``cell`` value for events that concern no device or no cell.
+NO_ID = -1
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("time_s", pa.float64(), nullable=False),
+        pa.field("round", pa.int64(), nullable=False),
+        pa.field("device", pa.int64(), nullable=False),
+        pa.field("cell", pa.int64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("bytes", pa.int64(), nullable=False),
+        pa.field("rate_bps", pa.float64()),
+        pa.field("energy_j", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+    ]
+)
+TABLES = ("events", "rounds", "devices")
+FORMATS = ("parquet", "csv")
+
+
+# ----------------------------------------------------------------------------- atomic files
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
+
+    The temp file is removed if ``write`` fails. Parent directories are created.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(final)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def to_json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats -> None, numpy scalars/arrays -> Python, tuples -> lists, paths -> str."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(key): to_json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_safe(value) for value in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON (sorted keys, indent 2, NaN/inf -> null) to ``path`` atomically."""
+    text = json.dumps(to_json_safe(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
+
+
+# ----------------------------------------------------------------------------- tables
+def _infer_type(name: str, values: Sequence[Any]) -> pa.DataType:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return pa.float64()
+    if all(issubclass(k, (bool, np.bool_)) for k in kinds):
+        return pa.bool_()
+    if any(issubclass(k, (bool, np.bool_)) for k in kinds):
+        raise TypeError(f"column {name!r} mixes booleans with other types: {sorted(k.__name__ for k in kinds)}")
+    if all(issubclass(k, (int, np.integer)) for k in kinds):
+        return pa.int64()
+    if all(issubclass(k, (int, float, np.integer, np.floating)) for k in kinds):
+        return pa.float64()
+    if all(issubclass(k, str) for k in kinds):
+        return pa.string()
+    raise TypeError(f"column {name!r} has unsupported or mixed types: {sorted(k.__name__ for k in kinds)}")
+
+
+class _FreeTable:
+    """Rows of a table whose columns are fixed by its first row."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.columns: dict[str, list[Any]] = {}
+
+    def append(self, fields: Mapping[str, Any]) -> None:
+        if not self.columns:
+            if not fields:
+                raise ValueError(f"{self.name} row has no fields")
+            self.columns = {key: [] for key in fields}
+        elif fields.keys() != self.columns.keys():
+            missing = sorted(self.columns.keys() - fields.keys())
+            extra = sorted(fields.keys() - self.columns.keys())
+            raise ValueError(f"{self.name} row keys differ from the first row: missing {missing}, extra {extra}")
+        for key, value in fields.items():
+            self.columns[key].append(value)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def table(self) -> pa.Table:
+        arrays = []
+        fields = []
+        for key, values in self.columns.items():
+            kind = _infer_type(key, values)
+            if kind == pa.float64():
+                values = [None if v is None else float(v) for v in values]
+            arrays.append(pa.array(values, type=kind))
+            fields.append(pa.field(key, kind))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class TraceRecorder:
+    """In-memory trace of one run: ``events``, ``rounds`` and ``devices`` tables."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Any]] = {field.name: [] for field in EVENT_SCHEMA}
+        self._rounds = _FreeTable("rounds")
+        self._devices = _FreeTable("devices")
+
+    def event(
+        self,
+        time_s: float,
+        round: int,  # noqa: A002 - column name in the trace
+        device: int,
+        cell: int,
+        kind: str,
+        bytes: int = 0,  # noqa: A002 - column name in the trace
+        rate_bps: float = math.nan,
+        energy_j: float = 0.0,
+        duration_s: float = 0.0,
+        detail: str = "",
+    ) -> None:
+        """Append one event row (kept in insertion order). Use ``NO_ID`` for no device/cell."""
+        columns = self._events
+        columns["time_s"].append(float(time_s))
+        columns["round"].append(int(round))
+        columns["device"].append(int(device))
+        columns["cell"].append(int(cell))
+        columns["kind"].append(str(kind))
+        columns["bytes"].append(int(bytes))
+        columns["rate_bps"].append(float(rate_bps))
+        columns["energy_j"].append(float(energy_j))
+        columns["duration_s"].append(float(duration_s))
+        columns["detail"].append(str(detail))
+
+    def round_row(self, **fields: Any) -> None:
+        """Append one row to ``rounds`` (same keys as the first row)."""
+        self._rounds.append(fields)
+
+    def device_row(self, **fields: Any) -> None:
+        """Append one row to ``devices`` (same keys as the first row)."""
+        self._devices.append(fields)
+
+    @property
+    def num_events(self) -> int:
+        """Number of event rows recorded so far."""
+        return len(self._events["time_s"])
+
+    def events_table(self) -> pa.Table:
+        """The ``events`` rows as an Arrow table with :data:`EVENT_SCHEMA`."""
+        arrays = [pa.array(self._events[field.name], type=field.type) for field in EVENT_SCHEMA]
+        return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+    def tables(self) -> dict[str, pa.Table]:
+        """All three tables by name (``events``, ``rounds``, ``devices``)."""
+        return {"events": self.events_table(), "rounds": self._rounds.table(), "devices": self._devices.table()}
+
+    def state(self) -> dict[str, Any]:
+        """A deep, picklable copy of every recorded row (for checkpoints)."""
+        return {
+            "events": {key: list(values) for key, values in self._events.items()},
+            "rounds": {key: list(values) for key, values in self._rounds.columns.items()},
+            "devices": {key: list(values) for key, values in self._devices.columns.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> TraceRecorder:
+        """A recorder holding exactly the rows of a previous ``state()``."""
+        recorder = cls()
+        if set(state["events"]) != set(recorder._events):
+            raise ValueError(f"event columns {sorted(state['events'])} do not match {EVENT_SCHEMA.names}")
+        recorder._events = {name: list(state["events"][name]) for name in EVENT_SCHEMA.names}
+        recorder._rounds.columns = {key: list(values) for key, values in state["rounds"].items()}
+        recorder._devices.columns = {key: list(values) for key, values in state["devices"].items()}
+        return recorder
+
+    def write(self, out_dir: str | Path, formats: Iterable[str] = ("parquet",)) -> list[Path]:
+        """Write ``events``/``rounds``/``devices`` as ``.parquet`` and/or ``.csv`` into ``out_dir``.
+
+        Returns the written paths. Writing is atomic per file and deterministic.
+        """
+        wanted = list(dict.fromkeys(formats))
+        unknown = [fmt for fmt in wanted if fmt not in FORMATS]
+        if unknown or not wanted:
+            raise ValueError(f"trace formats {wanted!r}: must be a non-empty subset of {FORMATS}")
+        directory = Path(out_dir)
+        written: list[Path] = []
+        for name, table in self.tables().items():
+            if "parquet" in wanted:
+                written.append(write_parquet_atomic(directory / f"{name}.parquet", table))
+            if "csv" in wanted:
+                written.append(write_csv_atomic(directory / f"{name}.csv", table))
+        return written
+
+
+def write_parquet_atomic(path: str | Path, table: pa.Table) -> Path:
+    """Write ``table`` as Parquet atomically and deterministically (zstd, fixed row groups)."""
+    return write_atomic(
+        path,
+        lambda tmp: pq.write_table(
+            table, tmp, compression="zstd", row_group_size=1 << 20, write_statistics=True, store_schema=True
+        ),
+    )
+
+
+def write_csv_atomic(path: str | Path, table: pa.Table) -> Path:
+    """Write ``table`` as CSV (header row, nulls empty) atomically."""
+    return write_atomic(path, lambda tmp: pa_csv.write_csv(table, tmp))
