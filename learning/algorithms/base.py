@@ -1,0 +1,244 @@
+"""The algorithm contract: a server half (``Algorithm``) and a client half (``Client``).
+
+They meet only through ``Payload``s (Flower style). The engine asks the algorithm for a
+device's ``downlink`` payload and stored ``device_state``, hands (device, state,
+payload, seed) to an executor that calls the pure ``Client.local_update`` anywhere (this
+process or a worker), then ``commit``s each arrived ``LocalResult`` and ``aggregate``s
+the uplinks. ``cost_model`` gives bytes and FLOPs without training (surrogate mode).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from learning.algorithms.training import TrainParams, derive_seed
+from learning.flops import vit_flops_per_sample
+from learning.models import MODELS, build_model, resolve_model_config
+from learning.payload import Payload
+
+if TYPE_CHECKING:  # pragma: no cover
+    from learning.data import FederatedData
+
+__all__ = [
+    "LocalResult",
+    "CostModel",
+    "EvalResult",
+    "Client",
+    "Algorithm",
+    "COMMON_PARAMS",
+    "mean_finite",
+    "model_payload_bytes",
+]
+
+#: hyper-parameters shared by every algorithm, with their defaults (see ``TrainParams``).
+COMMON_PARAMS: dict[str, Any] = asdict(TrainParams())
+
+
+@dataclass
+class LocalResult:
+    """Outcome of one local update.
+
+    Attributes:
+        device: device index.
+        state: the device's new state (picklable, only what the device keeps; may be None).
+        uplink: payload sent to the server, or None for algorithms that do not communicate.
+        flops: forward+backward FLOPs executed [FLOP] (analytic per-sample count x samples processed).
+        samples: the device's number of training samples (the aggregation weight).
+        metrics: e.g. ``train_loss``, ``train_accuracy``, ``samples_processed``.
+    """
+
+    device: int
+    state: Any
+    uplink: Payload | None
+    flops: int
+    samples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Bytes and FLOPs of one update without training (the engine's surrogate mode).
+
+    ``flops = flops_per_sample * samples * epochs`` for a device with ``samples`` examples.
+    """
+
+    downlink_bytes: int
+    uplink_bytes: int
+    flops_per_sample: int
+    epochs: float
+
+
+@dataclass
+class EvalResult:
+    """Evaluation of the current models.
+
+    Attributes:
+        per_device_accuracy: device -> accuracy of that device's model (personal, or the
+            global one) on its own test split (NaN for a device without test samples).
+        global_accuracy: the global model on ``fd.global_test()``; None without a global model.
+        mean_accuracy: unweighted mean of the finite per-device accuracies.
+    """
+
+    per_device_accuracy: dict[int, float]
+    global_accuracy: float | None
+    mean_accuracy: float
+
+
+def mean_finite(values: Sequence[float]) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+class Client:
+    """Client half: holds the federated data, model config and hyper-parameters.
+
+    Picklable and sent once to every worker; the model is built lazily per process and
+    reused across calls (it is dropped when pickling). ``local_update`` must be pure: its
+    result depends only on its arguments and the constructor's inputs.
+    """
+
+    def __init__(self, data: "FederatedData", model_config: dict[str, Any], params: dict[str, Any]) -> None:
+        self.data = data
+        self.model_config = resolve_model_config(model_config)
+        self.params = dict(params)
+        self.train_params = TrainParams.from_params(self.params)
+        self.input_shape = tuple(data.input_shape)
+        self.num_classes = int(data.num_classes)
+        self.flops_per_sample = vit_flops_per_sample(self.model_config, self.input_shape, self.num_classes)
+        self._model: nn.Module | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_model"] = None
+        return state
+
+    def model(self) -> nn.Module:
+        """This process's working model (built once, parameters overwritten by each update)."""
+        if self._model is None:
+            self._model = build_model(self.model_config, self.input_shape, self.num_classes, seed=0)
+        return self._model
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Run one local update of ``device``. PURE: same inputs, same result."""
+        raise NotImplementedError
+
+
+class Algorithm(ABC):
+    """Server half of a federated algorithm.
+
+    Args:
+        data: the federated data set.
+        model_config: model config (``learning.models``).
+        params: algorithm hyper-parameters; unknown keys raise ``ValueError``.
+        seed: root seed; device ``d``'s initial state is drawn from ``derive_seed(seed, d)``.
+    """
+
+    name: ClassVar[str]
+    communicates: ClassVar[bool]
+    personalized: ClassVar[bool]
+    #: algorithm-specific hyper-parameters and their defaults (added to ``COMMON_PARAMS``).
+    extra_params: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, data: "FederatedData", model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
+        self.data = data
+        self.model_config = resolve_model_config(model_config)
+        self.params = self.resolve_params(params)
+        self.train_params = TrainParams.from_params(self.params)
+        self.seed = int(seed)
+        self._states: dict[int, Any] = {}
+        self._client: Client | None = None
+
+    # ----------------------------------------------------------------- params
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """All hyper-parameters with their defaults."""
+        return {**COMMON_PARAMS, **cls.extra_params}
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        """``params`` completed with defaults; unknown keys raise ``ValueError``."""
+        params = dict(params or {})
+        defaults = cls.default_params()
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.name} parameter {unknown[0]!r}; allowed keys: {sorted(defaults)}"
+            )
+        resolved = {**defaults, **params}
+        TrainParams.from_params(resolved)  # validates the common ones
+        return resolved
+
+    # ----------------------------------------------------------------- helpers
+    def device_seed(self, device: int, stream: int = 0) -> int:
+        """Seed of ``device``'s initial state; ``stream`` separates independent draws (0: device
+        init, 1: server init)."""
+        return derive_seed(self.seed, int(device), int(stream))
+
+    def new_model(self, seed: int = 0) -> nn.Module:
+        """A freshly initialised model drawn from ``seed``."""
+        return build_model(self.model_config, tuple(self.data.input_shape), int(self.data.num_classes), seed=seed)
+
+    @abstractmethod
+    def make_client(self) -> Client:
+        """Construct this algorithm's client half."""
+
+    @abstractmethod
+    def initial_state(self, device: int) -> Any:
+        """A device's state before its first update (seeded from ``device_seed``)."""
+
+    # ----------------------------------------------------------------- contract
+    def client(self) -> Client:
+        """The client half; the same object on every call (executors key their pools on it)."""
+        if self._client is None:
+            self._client = self.make_client()
+        return self._client
+
+    def device_state(self, device: int) -> Any:
+        """The stored state of ``device``, created lazily on first use."""
+        device = int(device)
+        if device not in self._states:
+            self._states[device] = self.initial_state(device)
+        return self._states[device]
+
+    def downlink(self, device: int, round_idx: int) -> Payload | None:
+        """What the server sends ``device`` in round ``round_idx`` (None: nothing)."""
+        return None
+
+    def commit(self, result: LocalResult) -> None:
+        """Store ``result.state`` as its device's state (only for updates that arrived)."""
+        self._states[int(result.device)] = result.state
+
+    def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
+        """Fold the arrived uplinks (device -> (payload, samples)) into the server state."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
+        """Evaluate the current models on the devices' test splits."""
+
+    @classmethod
+    @abstractmethod
+    def cost_model(
+        cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int
+    ) -> CostModel:
+        """Bytes and FLOPs of one update, without data or training."""
+
+    def _devices(self, devices: Sequence[int] | None) -> list[int]:
+        return list(range(self.data.n_devices)) if devices is None else [int(d) for d in devices]
+
+
+def model_payload_bytes(model_config: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int,
+                        encoding: str = "fp32", config: dict[str, Any] | None = None) -> int:
+    """Wire bytes of a dense payload of all model parameters (no memory allocated)."""
+    cfg = resolve_model_config(model_config)
+    with torch.device("meta"):
+        model = MODELS[cfg["name"]](tuple(input_shape), int(num_classes),
+                                    **{k: v for k, v in cfg.items() if k != "name"})
+    return Payload(dict(model.state_dict()), encoding, dict(config or {})).wire_bytes

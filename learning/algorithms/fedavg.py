@@ -1,0 +1,136 @@
+"""FedAvg (McMahan et al., AISTATS 2017): one global model, sample-weighted averaging.
+
+downlink  : the global model, dense fp32, with ``config={"round": r}``.
+client    : loads it, trains ``local_epochs`` on the device's data, sends the whole
+            updated model back (dense fp32, same round in config). Devices keep no state.
+aggregate : θ ← Σ_k n_k θ_k / Σ_k n_k over the arrived uplinks (n_k = their sample counts),
+            accumulated in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from learning.algorithms.base import (
+    Algorithm,
+    Client,
+    CostModel,
+    EvalResult,
+    LocalResult,
+    mean_finite,
+    model_payload_bytes,
+)
+from learning.algorithms.training import TrainParams, clone_state, derive_seed, evaluate_accuracy, train_local
+from learning.flops import vit_flops_per_sample
+from learning.payload import Payload
+
+__all__ = ["FedAvg", "FedAvgClient", "weighted_average"]
+
+
+def weighted_average(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """Σ_k w_k s_k / Σ_k w_k for every tensor name (float64 accumulation, original dtype out).
+
+    Args:
+        states: name -> tensor dicts with identical names and shapes.
+        weights: non-negative weights (e.g. sample counts) with a positive sum.
+    """
+    if len(states) != len(weights) or not states:
+        raise ValueError(f"need as many weights as states (>0), got {len(states)} and {len(weights)}")
+    total = float(sum(weights))
+    if not total > 0 or any(w < 0 for w in weights):
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {list(weights)}")
+    out: dict[str, torch.Tensor] = {}
+    for name, ref in states[0].items():
+        acc = torch.zeros(ref.shape, dtype=torch.float64)
+        for state, w in zip(states, weights):
+            acc += state[name].to(torch.float64) * (float(w) / total)
+        out[name] = acc.to(ref.dtype)
+    return out
+
+
+class FedAvgClient(Client):
+    """Trains the received global model on the device's data and uploads it."""
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: payload (global model) -> uplink (updated model)."""
+        if payload is None:
+            raise ValueError(f"fedavg device {device} needs a downlink payload")
+        model = self.model()
+        model.load_state_dict(payload.tensors)
+        x, y = self.data.train(device)
+        stats = train_local(model, x, y, self.train_params, seed)
+        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        return LocalResult(
+            device=int(device),
+            state=None,
+            uplink=uplink,
+            flops=self.flops_per_sample * stats.samples_processed,
+            samples=int(y.shape[0]),
+            metrics={
+                "train_loss": stats.loss,
+                "train_accuracy": stats.accuracy,
+                "samples_processed": float(stats.samples_processed),
+            },
+        )
+
+
+class FedAvg(Algorithm):
+    """Federated averaging of one global model (devices keep no state)."""
+
+    name: ClassVar[str] = "fedavg"
+    communicates: ClassVar[bool] = True
+    personalized: ClassVar[bool] = False
+
+    def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
+        super().__init__(data, model_config, params, seed)
+        self._model = self.new_model(seed=derive_seed(self.seed, 0, 1))  # server stream 1
+        self.global_state: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+
+    def make_client(self) -> Client:
+        return FedAvgClient(self.data, self.model_config, self.params)
+
+    def initial_state(self, device: int) -> Any:
+        return None
+
+    def commit(self, result: LocalResult) -> None:
+        """FedAvg devices keep nothing: nothing to store."""
+        return None
+
+    def downlink(self, device: int, round_idx: int) -> Payload | None:
+        """The global model (the server never mutates these tensors in place)."""
+        return Payload(dict(self.global_state), "fp32", {"round": int(round_idx)})
+
+    def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
+        """Sample-weighted mean of the uplinked models; no-op without uplinks or samples."""
+        items = [(p, n) for p, n in uplinks.values() if n > 0]
+        if not items:
+            return
+        self.global_state = weighted_average([p.tensors for p, _ in items], [n for _, n in items])
+
+    def global_model(self) -> torch.nn.Module:
+        """The server's evaluation model holding the current global parameters."""
+        self._model.load_state_dict(self.global_state)
+        return self._model
+
+    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
+        """Global model on every device's test split and on the global test set."""
+        model = self.global_model()
+        bs = self.train_params.eval_batch_size
+        per_device = {d: evaluate_accuracy(model, *self.data.test(d), batch_size=bs) for d in self._devices(devices)}
+        gx, gy = self.data.global_test()
+        return EvalResult(per_device, evaluate_accuracy(model, gx, gy, bs), mean_finite(list(per_device.values())))
+
+    @classmethod
+    def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
+                   num_classes: int) -> CostModel:
+        """Dense fp32 model down and up (with the round in config), dense FLOPs."""
+        resolved = cls.resolve_params(params)
+        nbytes = model_payload_bytes(model_config, input_shape, num_classes, "fp32", {"round": 0})
+        return CostModel(
+            downlink_bytes=nbytes,
+            uplink_bytes=nbytes,
+            flops_per_sample=vit_flops_per_sample(model_config, input_shape, num_classes),
+            epochs=float(TrainParams.from_params(resolved).local_epochs),
+        )
