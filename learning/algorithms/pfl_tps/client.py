@@ -1,0 +1,314 @@
+"""PFL-TPS client half: the device's network, its payload layout and its pure local update.
+
+The device network (``PFLTPSNet``) is a ViT whose FFL linear layers are
+``ThresholdMaskedLinear`` (pruning on) and whose SAL comes from one of three sources:
+
+* ``"linear"`` (hypernetwork on, ``sal_update="embedding"``): the linearised SAL
+  ``θ(e) = θ_i + J_i (e − ê_i)`` computed with torch ops from the downlinked θ_i, J_i and
+  anchor ê_i (the server's copy of e_i), so autograd flows into the trainable embedding e;
+  the ViT's own SAL parameters are unused (frozen).
+* ``"param"`` with θ from the downlink (``sal_update="delta"``): SAL trained directly.
+* ``"param"`` with θ from the device state (hypernetwork off): SAL personal, never sent.
+
+Local update: load the state (personal parameters, thresholds, embedding), replace the
+thresholds by the downlinked server mean (devices continue from the mean), train with
+a fresh optimizer (none of its state is kept across rounds) whose parameter groups are
+personal weights (``lr``, ``weight_decay``), thresholds (``lr``, no decay) and the
+embedding (``embedding_lr``, no decay). After every step thresholds are clamped to >= 0
+and near-empty layers reset. FLOPs are counted per step: every training forward adds
+``batch × vit_flops_per_sample(ffl_density at that step)``; the linearisation's own
+O(n_sal·d) work per step (< 1 % of a batch) is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from learning.algorithms.base import Client, LocalResult
+from learning.algorithms.pfl_tps.hypernetwork import SalSpec
+from learning.algorithms.pfl_tps.pruning import (
+    DENSITY_MODES,
+    ThresholdMaskedLinear,
+    clamp_and_reset_,
+    ffl_densities,
+    masked_layers,
+    replace_ffl_linears,
+    sparsity_penalty,
+)
+from learning.algorithms.training import TrainParams, train_local
+from learning.flops import vit_flops_per_sample
+from learning.models import build_model
+from learning.payload import Payload
+
+__all__ = ["PFLTPSConfig", "PFLTPSNet", "PFLTPSClient", "build_net", "make_downlink", "make_uplink",
+           "as_received"]
+
+SAL_UPDATES: tuple[str, ...] = ("embedding", "delta")
+
+
+@dataclass(frozen=True)
+class PFLTPSConfig:
+    """PFL-TPS hyper-parameters (validated; see ``PFLTPS.extra_params`` for defaults)."""
+
+    pruning_enabled: bool
+    prune_lambda: float
+    prune_reset_density: float
+    pruning_flops: str
+    hypernetwork_enabled: bool
+    sal_update: str
+    embedding_dim: int
+    embedding_init_std: float
+    embedding_lr: float
+    hn_hidden: int
+    hn_layers: int
+    hn_lr: float
+    hn_momentum: float
+    hn_weight_decay: float
+    hn_grad_clip: float
+    downlink_encoding: str
+
+    def __post_init__(self) -> None:
+        if self.pruning_flops not in DENSITY_MODES:
+            raise ValueError(f"unknown pruning_flops {self.pruning_flops!r}; allowed: {list(DENSITY_MODES)}")
+        if self.sal_update not in SAL_UPDATES:
+            raise ValueError(f"unknown sal_update {self.sal_update!r}; allowed: {list(SAL_UPDATES)}")
+        if self.downlink_encoding not in ("fp32", "fp16"):
+            raise ValueError(f"downlink_encoding must be 'fp32' or 'fp16', got {self.downlink_encoding!r}")
+        if self.prune_lambda < 0 or not 0 <= self.prune_reset_density < 1:
+            raise ValueError(f"need prune_lambda >= 0 and prune_reset_density in [0, 1), got "
+                             f"{self.prune_lambda}, {self.prune_reset_density}")
+        for key in ("embedding_dim", "hn_hidden", "hn_layers"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("embedding_lr", "hn_lr", "hn_grad_clip"):
+            if not float(getattr(self, key)) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.embedding_init_std < 0 or self.hn_weight_decay < 0 or not 0 <= self.hn_momentum < 1:
+            raise ValueError("need embedding_init_std >= 0, hn_weight_decay >= 0, hn_momentum in [0, 1)")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "PFLTPSConfig":
+        """Build from a resolved params dict (other keys ignored)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls)})
+
+    @property
+    def linear_sal(self) -> bool:
+        """True when the device trains its embedding through the linearised SAL."""
+        return self.hypernetwork_enabled and self.sal_update == "embedding"
+
+
+def threshold_key(layer: str) -> str:
+    """Payload / state name of a layer's thresholds (the ViT parameter name)."""
+    return f"{layer}.threshold"
+
+
+def as_received(t: torch.Tensor, encoding: str) -> torch.Tensor:
+    """The values a receiver decodes from ``t`` sent with ``encoding`` (fp16 rounds), float32."""
+    t = t.detach().to(torch.float32)
+    return t.to(torch.float16).to(torch.float32) if encoding == "fp16" else t.clone()
+
+
+def make_downlink(theta: torch.Tensor | None, jac: torch.Tensor | None, anchor: torch.Tensor | None,
+                  thresholds: dict[str, torch.Tensor], round_idx: int, encoding: str) -> Payload:
+    """Downlink: SAL θ (n_sal,), Jacobian J (n_sal, d), anchor ê (d,) (any may be None) and the
+    mean thresholds (layer -> (out,)), all in ``encoding``; values rounded as received."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, t in (("sal_theta", theta), ("sal_jacobian", jac), ("embedding_anchor", anchor)):
+        if t is not None:
+            tensors[name] = t
+    tensors.update({threshold_key(k): v for k, v in thresholds.items()})
+    if not any(t.is_meta for t in tensors.values()):
+        tensors = {k: as_received(v, encoding) for k, v in tensors.items()}
+    return Payload(tensors, encoding, {"round": int(round_idx)})
+
+
+def make_uplink(thresholds: dict[str, torch.Tensor], embedding: torch.Tensor | None,
+                sal_delta: torch.Tensor | None, round_idx: int) -> Payload:
+    """Uplink (fp32): thresholds (layer -> (out,)), embedding e' (d,), Δθ (n_sal,) (None: absent)."""
+    tensors = {threshold_key(k): v.detach().clone() for k, v in thresholds.items()}
+    if embedding is not None:
+        tensors["embedding"] = embedding.detach().clone()
+    if sal_delta is not None:
+        tensors["sal_delta"] = sal_delta.detach().clone()
+    return Payload(tensors, "fp32", {"round": int(round_idx)})
+
+
+class PFLTPSNet(nn.Module):
+    """The device network: ViT (masked FFL) + SAL source + per-step FLOP counter.
+
+    Args:
+        vit: the ViT (FFL layers already masked when pruning is on).
+        spec: its SAL tensors.
+        linear_sal: use θ0 + J (e − anchor) for the SAL (buffers ``theta0`` (n_sal,),
+            ``jac`` (n_sal, d), ``anchor`` (d,), trainable ``embedding`` (d,)).
+        embedding_dim: d.
+        flops_per_sample: callable(net) -> FLOPs of one sample at the current densities.
+    """
+
+    def __init__(self, vit: nn.Module, spec: SalSpec, linear_sal: bool, embedding_dim: int,
+                 flops_per_sample: Callable[["PFLTPSNet"], int]) -> None:
+        super().__init__()
+        self.vit = vit
+        self.spec = spec
+        self.linear_sal = linear_sal
+        self.layers: list[ThresholdMaskedLinear] = [m for _, m in masked_layers(vit)]
+        self.layer_names: list[str] = [n for n, _ in masked_layers(vit)]
+        self.flops_per_sample = flops_per_sample
+        self.flops_count = 0
+        if linear_sal:
+            self.register_buffer("theta0", torch.zeros(spec.total))
+            self.register_buffer("jac", torch.zeros(spec.total, embedding_dim))
+            self.register_buffer("anchor", torch.zeros(embedding_dim))
+            self.embedding = nn.Parameter(torch.zeros(embedding_dim))
+            params = dict(vit.named_parameters())
+            for name in spec.names:
+                params[name].requires_grad_(False)
+
+    def sal_theta(self) -> torch.Tensor:
+        """Flat SAL θ (n_sal,) in use: θ0 + J (e − anchor) (linear) or the ViT's own."""
+        if self.linear_sal:
+            return self.theta0 + self.jac @ (self.embedding - self.anchor)
+        params = dict(self.vit.named_parameters())
+        return self.spec.flatten({n: params[n] for n in self.spec.names})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (batch, C, H, W) -> logits (batch, classes); counts FLOPs in train mode."""
+        if self.training:
+            self.flops_count += int(x.shape[0]) * int(self.flops_per_sample(self))
+        if self.linear_sal:
+            return torch.func.functional_call(self.vit, self.spec.split(self.sal_theta()), (x,), strict=False)
+        return self.vit(x)
+
+
+def build_net(model_config: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int,
+              cfg: PFLTPSConfig, seed: int = 0) -> PFLTPSNet:
+    """A device network drawn from ``seed`` (thresholds 0; linear-SAL buffers zero)."""
+    vit = build_model(model_config, input_shape, num_classes, seed=seed)
+    if cfg.pruning_enabled:
+        replace_ffl_linears(vit)
+
+    def flops(net: PFLTPSNet) -> int:
+        density = ffl_densities(net.layers, cfg.pruning_flops) if net.layers else None
+        return vit_flops_per_sample(model_config, input_shape, num_classes, ffl_density=density)
+
+    return PFLTPSNet(vit, SalSpec.from_model(vit), cfg.linear_sal, cfg.embedding_dim, flops)
+
+
+def net_state(net: PFLTPSNet, cfg: PFLTPSConfig) -> dict[str, Any]:
+    """The device state held by ``net``: personal ``params`` (SAL only when the hypernetwork
+    is off), ``thresholds`` (layer -> (out,)) and ``embedding`` (d,) (linear SAL only)."""
+    sal = set(net.spec.names) if cfg.hypernetwork_enabled else set()
+    thr = {threshold_key(n) for n in net.layer_names}
+    state: dict[str, Any] = {
+        "params": {k: v.detach().clone() for k, v in net.vit.named_parameters() if k not in sal | thr},
+        "thresholds": {n: m.threshold.detach().clone() for n, m in zip(net.layer_names, net.layers)},
+    }
+    if cfg.linear_sal:
+        state["embedding"] = net.embedding.detach().clone()
+    return state
+
+
+def load_net(net: PFLTPSNet, state: dict[str, Any], sal_theta: torch.Tensor | None,
+             thresholds: dict[str, torch.Tensor] | None = None) -> None:
+    """Load a device state into ``net``; ``sal_theta`` (n_sal,) sets the ViT's SAL (required
+    with the hypernetwork on); ``thresholds`` (layer -> (out,)) override the state's."""
+    full = dict(state["params"])
+    thr = thresholds if thresholds is not None else state["thresholds"]
+    full.update({threshold_key(n): thr[n] for n in net.layer_names})
+    if sal_theta is not None:
+        full.update(net.spec.split(sal_theta.detach()))
+    net.vit.load_state_dict(full, strict=True)
+    if net.linear_sal and "embedding" in state:
+        with torch.no_grad():
+            net.embedding.copy_(state["embedding"])
+
+
+class _PostStepOptimizer:
+    """Wraps an optimizer: after every step, clamp thresholds and reset near-empty layers."""
+
+    def __init__(self, opt: torch.optim.Optimizer, layers: list[ThresholdMaskedLinear], reset_density: float) -> None:
+        self.opt, self.layers, self.reset_density, self.resets = opt, layers, reset_density, 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.opt.step()
+        self.resets += len(clamp_and_reset_(self.layers, self.reset_density))
+
+
+def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> torch.optim.Optimizer:
+    """Fresh optimizer with groups: weights (lr, weight decay), thresholds (lr), embedding
+    (embedding_lr); the latter two without weight decay."""
+    thr_ids = {id(m.threshold) for m in net.layers}
+    weights = [p for p in net.vit.parameters() if p.requires_grad and id(p) not in thr_ids]
+    groups: list[dict[str, Any]] = [{"params": weights, "weight_decay": hp.weight_decay}]
+    if net.layers:
+        groups.append({"params": [m.threshold for m in net.layers], "weight_decay": 0.0})
+    if net.linear_sal:
+        groups.append({"params": [net.embedding], "lr": embedding_lr, "weight_decay": 0.0})
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=hp.lr)
+    return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+
+
+class PFLTPSClient(Client):
+    """Client half of PFL-TPS (see the module docstring for the update)."""
+
+    def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any]) -> None:
+        super().__init__(data, model_config, params)
+        self.cfg = PFLTPSConfig.from_params(self.params)
+
+    def model(self) -> PFLTPSNet:  # type: ignore[override]
+        """This process's working device network (built once, overwritten by each update)."""
+        if self._model is None:
+            self._model = build_net(self.model_config, self.input_shape, self.num_classes, self.cfg)
+        return self._model  # type: ignore[return-value]
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: (state, downlink) -> (new state, uplink of thresholds + e' or Δθ)."""
+        cfg = self.cfg
+        if state is None:
+            raise ValueError(f"pfl_tps device {device} needs its state")
+        if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
+            raise ValueError(f"pfl_tps device {device} needs a downlink payload")
+        tensors = payload.tensors if payload is not None else {}
+        net = self.model()
+        theta = tensors.get("sal_theta") if cfg.hypernetwork_enabled else None
+        thr = {n: tensors[threshold_key(n)] for n in net.layer_names} if cfg.pruning_enabled else None
+        load_net(net, state, theta, thr)
+        if cfg.linear_sal:
+            with torch.no_grad():
+                net.theta0.copy_(tensors["sal_theta"])
+                net.jac.copy_(tensors["sal_jacobian"])
+                net.anchor.copy_(tensors["embedding_anchor"])
+        density_start = ffl_densities(net.layers, "density")
+        x, y = self.data.train(device)
+        opt = _PostStepOptimizer(make_pfl_optimizer(net, self.train_params, cfg.embedding_lr), net.layers,
+                                 cfg.prune_reset_density)
+        penalty = (lambda: sparsity_penalty(net.layers, cfg.prune_lambda)) if net.layers else None
+        net.flops_count = 0
+        stats = train_local(net, x, y, self.train_params, seed, optimizer=opt, extra_loss=penalty)  # type: ignore[arg-type]
+        new_state = net_state(net, cfg)
+        round_idx = int(payload.config.get("round", 0)) if payload is not None else 0
+        delta = None
+        if cfg.hypernetwork_enabled and cfg.sal_update == "delta":
+            delta = net.sal_theta().detach() - tensors["sal_theta"]
+        uplink = make_uplink(new_state["thresholds"], new_state.get("embedding"), delta, round_idx)
+        density_end = ffl_densities(net.layers, "density")
+        metrics = {
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "samples_processed": float(stats.samples_processed),
+        }
+        if net.layers:
+            metrics.update({
+                "ffl_density_start": sum(density_start) / len(density_start),
+                "ffl_density": sum(density_end) / len(density_end),
+                "threshold_resets": float(opt.resets),
+            })
+        return LocalResult(int(device), new_state, uplink, int(net.flops_count), int(y.shape[0]), metrics)

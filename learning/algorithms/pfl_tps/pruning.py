@@ -1,0 +1,160 @@
+"""FFL adaptive pruning with trainable thresholds (Dynamic Sparse Training, Liu et al. 2020).
+
+Every FFL linear layer gets one trainable threshold per output row, ``t >= 0`` (init 0).
+The forward pass uses ``W ⊙ M`` with ``M_ij = 1[|W_ij| > t_i]``. Gradients:
+
+* ``W``: straight-through, ``∂L/∂W = ∂L/∂(W⊙M)`` (the full, unmasked upstream gradient);
+* ``t``: long-tailed surrogate of the step, with ``x_ij = |W_ij| − t_i``::
+
+      step'(x) = 2 − 4|x|  for |x| <= 0.4,   0.4  for 0.4 < |x| <= 1,   0 otherwise
+      ∂L/∂t_i  = −Σ_j ∂L/∂(W⊙M)_ij · W_ij · step'(x_ij)
+
+plus the sparsity regulariser ``λ Σ exp(−t)`` (``sparsity_penalty``). After every
+optimizer step the thresholds are clamped to ``t >= 0`` and a layer keeping at most 1 %
+of its weights has its thresholds reset to 0 (``clamp_and_reset_``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learning.models import ffl_linear_names
+
+__all__ = [
+    "DENSITY_MODES",
+    "step_surrogate_grad",
+    "ThresholdMask",
+    "ThresholdMaskedLinear",
+    "replace_ffl_linears",
+    "masked_layers",
+    "sparsity_penalty",
+    "clamp_and_reset_",
+    "ffl_densities",
+]
+
+#: how FLOP savings are counted: every pruned weight, or only fully pruned rows.
+DENSITY_MODES: tuple[str, ...] = ("density", "rows")
+
+
+def step_surrogate_grad(x: torch.Tensor) -> torch.Tensor:
+    """Long-tailed surrogate derivative of the unit step (DST), elementwise, same shape as x."""
+    ax = x.abs()
+    return torch.where(ax <= 0.4, 2.0 - 4.0 * ax, torch.where(ax <= 1.0, torch.full_like(ax, 0.4),
+                                                              torch.zeros_like(ax)))
+
+
+class ThresholdMask(torch.autograd.Function):
+    """``(W (out, in), t (out,)) -> W ⊙ 1[|W| > t[:, None]]`` with STE / surrogate gradients."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = weight.abs() - threshold.unsqueeze(1)
+        ctx.save_for_backward(weight, x)
+        return weight * (x > 0).to(weight.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        weight, x = ctx.saved_tensors
+        grad_t = -(grad_out * weight * step_surrogate_grad(x)).sum(dim=1)
+        return grad_out, grad_t
+
+
+class ThresholdMaskedLinear(nn.Linear):
+    """``nn.Linear`` whose weight is masked by trainable per-row thresholds.
+
+    Attributes:
+        weight: (out_features, in_features); bias: (out_features,) or None.
+        threshold: (out_features,), initialised at 0 (dense).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.threshold = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "ThresholdMaskedLinear":
+        """A masked copy of ``linear`` (weights copied, thresholds 0)."""
+        out = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                  device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            out.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                out.bias.copy_(linear.bias)
+        return out
+
+    def mask(self) -> torch.Tensor:
+        """Boolean mask, shape (out, in): ``|W| > t`` per row."""
+        return self.weight.detach().abs() > self.threshold.detach().unsqueeze(1)
+
+    def density(self) -> float:
+        """Fraction of weights kept, in [0, 1]."""
+        return float(self.mask().float().mean())
+
+    def row_density(self) -> float:
+        """Fraction of rows with at least one kept weight, in [0, 1]."""
+        return float(self.mask().any(dim=1).float().mean())
+
+    def masked_weight(self) -> torch.Tensor:
+        """``W ⊙ M`` (differentiable in W and t), shape (out, in)."""
+        return ThresholdMask.apply(self.weight, self.threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., in) -> (..., out)."""
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+def replace_ffl_linears(model: nn.Module) -> list[str]:
+    """Replace every FFL ``nn.Linear`` of a ViT by a ``ThresholdMaskedLinear`` in place.
+
+    Returns:
+        The replaced module names in FFL order (block0.fc1, block0.fc2, block1.fc1, ...).
+    """
+    names = ffl_linear_names(model)
+    for name in names:
+        parent_name, leaf = name.rsplit(".", 1)
+        parent = model.get_submodule(parent_name)
+        old = getattr(parent, leaf)
+        if not isinstance(old, ThresholdMaskedLinear):
+            setattr(parent, leaf, ThresholdMaskedLinear.from_linear(old))
+    return names
+
+
+def masked_layers(model: nn.Module) -> list[tuple[str, ThresholdMaskedLinear]]:
+    """(name, module) of every ``ThresholdMaskedLinear``, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ThresholdMaskedLinear)]
+
+
+def sparsity_penalty(layers: Sequence[ThresholdMaskedLinear], lam: float) -> torch.Tensor:
+    """The DST regulariser ``λ Σ_layers Σ_rows exp(−t)`` (scalar tensor)."""
+    total = torch.zeros(())
+    for layer in layers:
+        total = total + torch.exp(-layer.threshold).sum()
+    return lam * total
+
+
+@torch.no_grad()
+def clamp_and_reset_(layers: Sequence[ThresholdMaskedLinear], reset_density: float = 0.01) -> list[int]:
+    """Clamp every threshold to >= 0; reset to 0 the thresholds of a layer keeping at most
+    ``reset_density`` of its weights. Returns the indices (into ``layers``) that were reset."""
+    reset: list[int] = []
+    for i, layer in enumerate(layers):
+        layer.threshold.clamp_(min=0.0)
+        if layer.density() <= reset_density:
+            layer.threshold.zero_()
+            reset.append(i)
+    return reset
+
+
+def ffl_densities(layers: Sequence[ThresholdMaskedLinear], mode: str = "density") -> list[float]:
+    """Per-layer density for FLOP counting: kept weights (``"density"``) or rows with any
+    kept weight (``"rows"``: only fully pruned rows save compute)."""
+    if mode == "density":
+        return [layer.density() for layer in layers]
+    if mode == "rows":
+        return [layer.row_density() for layer in layers]
+    raise ValueError(f"unknown pruning_flops mode {mode!r}; allowed: {list(DENSITY_MODES)}")
