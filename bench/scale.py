@@ -1,0 +1,52 @@
+"""Network-side scale in surrogate mode: wall time, events/s and peak memory.
+
+Default: urban_50dev's network with 10,000 devices, 1,000 per round, 20 rounds,
+surrogate learning (exact payload bytes and dense FLOPs, no training). Targets on a
+2-core machine: < 60 s and < 2 GB peak RSS.
+
+    python bench/scale.py [--devices 10000] [--per-round 1000] [--rounds 20] [--set k=v]...
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from cosim.engine import run_simulation
+from cosim.scenario import load_scenario
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", nargs="?", default="scenarios/urban_50dev.yaml")
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--per-round", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    overrides = [
+        "learning.mode=surrogate", f"devices.count={args.devices}", f"fl.devices_per_round={args.per_round}",
+        f"fl.rounds={args.rounds}", "learning.partition={name: iid, params: {}}", *args.overrides,
+    ]
+    scenario = load_scenario(args.scenario, overrides)
+    rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = run_simulation(scenario, Path(tmp) / "run")
+        wall_s = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    events = summary["events"]
+    print(f"{args.devices:,} devices, {args.per_round:,} per round, {summary['rounds']} rounds (surrogate)")
+    print(f"wall {wall_s:.1f} s (target < 60 s), {events:,} trace events, {events / wall_s:,.0f} events/s")
+    print(f"simulated {summary['sim_time_s']:.1f} s, energy {summary['energy_j']:.1f} J, "
+          f"uplink {summary['uplink_bytes'] / 1e9:.2f} GB")
+    print(f"peak RSS {peak_mb:.0f} MB (target < 2048 MB; {rss_before_mb:.0f} MB before the run), "
+          f"{1024 * (peak_mb - rss_before_mb) / args.devices:.1f} kB per device")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Turn a finished `Simulation` into a run directory: traces, summary and manifest.
+
+Everything that depends only on the scenario and seed goes into the trace tables and
+`summary.json` (byte-identical across reruns); wall-clock facts go into
+`manifest.json` only.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cosim.engine.fleet import ENERGY_COMPONENTS
+from cosim.trace import write_json_atomic, write_text_atomic
+
+
+def _finite_or_none(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def summary(sim) -> dict:
+    """The run's headline numbers (deterministic for a scenario and seed)."""
+    fleet = sim.fleet
+    ev = sim.last_eval
+    mean_device = _finite_or_none(ev.mean_accuracy) if ev is not None else None
+    global_acc = _finite_or_none(ev.global_accuracy) if ev is not None and ev.global_accuracy is not None else None
+    final = mean_device if sim.learning.personalized else global_acc
+    energy = {f"{c}_energy_j": float(fleet.energy_j[c].sum()) for c in ENERGY_COMPONENTS}
+    return {
+        "scenario": sim.scenario.name,
+        "algorithm": sim.scenario.learning.algorithm.name,
+        "mode": sim.learning.mode,
+        "seed": int(sim.scenario.seed),
+        "rounds": int(sim.rounds_done),
+        "sim_time_s": float(sim.env.now),
+        "energy_j": float(fleet.total_energy_j().sum()),
+        **energy,
+        "uplink_bytes": int(sim.uplink_bytes.sum()),
+        "downlink_bytes": int(sim.downlink_bytes.sum()),
+        "final_accuracy": final,
+        "final_mean_device_accuracy": mean_device,
+        "final_global_accuracy": global_acc,
+        "devices": int(sim.n_devices),
+        "devices_alive": int(fleet.alive.sum()),
+        "handovers": int(sim.handovers),
+        "events": int(sim.trace.num_events),
+    }
+
+
+def _device_rows(sim) -> None:
+    fleet = sim.fleet
+    total = fleet.total_energy_j()
+    for d in range(sim.n_devices):
+        sim.trace.device_row(
+            device=d, profile=fleet.profile(d), cell=int(sim.world.serving_cell[d]),
+            samples=int(sim.learning.samples[d]),
+            rounds_selected=int(sim.rounds_selected[d]), rounds_completed=int(sim.rounds_completed[d]),
+            energy_j=float(total[d]), **{f"{c}_energy_j": float(fleet.energy_j[c][d]) for c in ENERGY_COMPONENTS},
+            battery_j=float(fleet.battery_j[d]), alive=bool(fleet.alive[d]),
+            uplink_bytes=int(sim.uplink_bytes[d]), downlink_bytes=int(sim.downlink_bytes[d]),
+            final_accuracy=float(sim.final_device_accuracy[d]),
+            x_m=float(sim.world.mobility.positions_m[d, 0]), y_m=float(sim.world.mobility.positions_m[d, 1]),
+        )
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def manifest(sim, command: list[str] | None, wall_s: float) -> dict:
+    """Versions, seed, command line and wall-clock facts of a run."""
+    import pyarrow
+    import simpy
+    import torch
+
+    import cosim
+
+    return {
+        "cosim_version": cosim.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "simpy": simpy.__version__,
+                     "pyarrow": pyarrow.__version__},
+        "seed": int(sim.scenario.seed),
+        "command": list(command) if command is not None else list(sys.argv),
+        "git_revision": _git_revision(),
+        "finished_at_unix_s": time.time(),
+        "wall_time_s": wall_s,
+        "learning_wall_s": sim.learning.learning_wall_s,
+    }
+
+
+def write_run(sim, out_dir: Path, command: list[str] | None, wall_s: float) -> dict:
+    """Write the whole run directory; return the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "scenario.yaml", sim.scenario.to_yaml())
+    _device_rows(sim)
+    sim.trace.write(out_dir, list(sim.scenario.output.formats))
+    result = summary(sim)
+    write_json_atomic(out_dir / "summary.json", result)
+    write_json_atomic(out_dir / "manifest.json", manifest(sim, command, wall_s))
+    return result

@@ -1,0 +1,284 @@
+"""The co-simulation: one SimPy environment with server, device, cell and world processes.
+
+- the server process runs rounds: select devices, start their round processes, wait
+  for all of them or the deadline, cut stragglers, aggregate, evaluate;
+- a device's round process: download (a downlink flow) -> compute (FLOPs reported by
+  the learning core, at the frequency its DVFS policy picks) -> upload (an uplink flow);
+- each cell has one `FlowScheduler` per direction sharing its band among active flows;
+- the world process advances mobility and redraws the channel every coherence interval
+  and notifies every scheduler.
+
+Round time and energy are never computed by formula: they are what these events add up to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from cosim.engine.fleet import Fleet
+from cosim.engine.flows import FlowScheduler
+from cosim.engine.learning_side import LearningSide, RoundWork
+from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
+from cosim.engine.world import World
+from cosim.trace import TraceRecorder
+from radio.compute import FREQUENCY_POLICIES, compute_energy_j, compute_time_s
+from radio.ofdma import ALLOCATORS
+
+_RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection")
+
+
+@dataclass
+class _RoundState:
+    """Book-keeping of one round, filled in by the device processes."""
+
+    status: dict[int, str] = field(default_factory=dict)  # completed | straggler | dropout
+    busy_s: defaultdict = field(default_factory=lambda: defaultdict(float))
+    uplink_bytes: int = 0
+    downlink_bytes: int = 0
+
+
+@dataclass
+class RoundProgress:
+    """Passed to the progress callback after every round."""
+
+    round: int
+    rounds: int
+    sim_time_s: float
+    accuracy: float | None
+    energy_j: float
+
+
+class Simulation:
+    """Everything one run needs, built from a validated scenario."""
+
+    def __init__(self, scenario, progress=None) -> None:
+        self.scenario = scenario
+        self.progress = progress
+        seeds = np.random.SeedSequence(int(scenario.seed)).spawn(len(_RNG_STREAMS))
+        self.rngs = {name: np.random.default_rng(s) for name, s in zip(_RNG_STREAMS, seeds)}
+        n = scenario.devices.count
+        self.n_devices = n
+        self.env = simpy.Environment()
+        self.trace = TraceRecorder()
+        self.fleet = Fleet(dict(scenario.devices.profiles), n, self.rngs["profiles"])
+        self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
+        self.learning = LearningSide(scenario, n)
+        fl = scenario.fl
+        self.policy = SELECTION_POLICIES[fl.selection](n)
+        self.dvfs = FREQUENCY_POLICIES[fl.dvfs]
+        allocator = ALLOCATORS[fl.allocator]
+        self.ul = [self._scheduler(c, self.world.ul_bandwidth_hz[c], allocator, "ul") for c in range(self.world.n_cells)]
+        self.dl = [self._scheduler(c, self.world.dl_bandwidth_hz[c], allocator, "dl") for c in range(self.world.n_cells)]
+        self.uplink_bytes = np.zeros(n, dtype=np.int64)
+        self.downlink_bytes = np.zeros(n, dtype=np.int64)
+        self.rounds_selected = np.zeros(n, dtype=np.int64)
+        self.rounds_completed = np.zeros(n, dtype=np.int64)
+        self.final_device_accuracy = np.full(n, np.nan)
+        self.last_eval = None
+        self.rounds_done = 0
+        self.handovers = 0
+
+    def _scheduler(self, cell: int, bandwidth_hz: float, allocator, direction: str) -> FlowScheduler:
+        world, fleet, env = self.world, self.fleet, self.env
+        component = "tx" if direction == "ul" else "rx"
+
+        def spectral_efficiency(devices: np.ndarray) -> np.ndarray:
+            # Read at call time: the world replaces its arrays at every tick.
+            se = world.se_ul_bps_hz if direction == "ul" else world.se_dl_bps_hz
+            return se[cell, devices]
+
+        return FlowScheduler(
+            env, bandwidth_hz, allocator, spectral_efficiency, n_devices=self.n_devices,
+            on_segment=lambda devices, dt, energy: fleet.charge(component, devices, energy, env.now),
+        )
+
+    # -- processes ----------------------------------------------------------------
+    def _world_process(self):
+        dt = float(self.scenario.radio.coherence_s)
+        while True:
+            yield self.env.timeout(dt)
+            for h in self.world.tick(dt):
+                self.handovers += 1
+                self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
+                                 detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}")
+            for scheduler in self.ul + self.dl:
+                scheduler.channel_changed()
+
+    def _device_round(self, round_idx: int, d: int, work: RoundWork, round_start_s: float, rs: "_RoundState"):
+        env, fleet, trace = self.env, self.fleet, self.trace
+        cell = int(self.world.serving_cell[d])
+        flow = None
+        phase = "download"
+        compute_start = compute_f = None
+        try:
+            if work.downlink_bytes > 0:
+                flow = self.dl[cell].start(d, work.downlink_bytes, power_w=fleet.rx_power_w[d])
+                yield flow.done
+                if not flow.completed:
+                    rs.status[d] = "dropout"
+                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j, detail="battery during download")
+                    return
+                self.downlink_bytes[d] += flow.total_bytes
+                rs.downlink_bytes += flow.total_bytes
+                rs.busy_s[d] += flow.airtime_s
+                trace.event(env.now, round_idx, d, cell, "dl_end", bytes=flow.total_bytes, rate_bps=flow.mean_rate_bps,
+                            energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
+            phase = "compute"
+            cycles = work.flops * fleet.cycles_per_flop[d]
+            compute_f = float(self._frequency(d, cycles, round_start_s, work.uplink_bytes))
+            duration = float(compute_time_s(cycles, compute_f))
+            energy = float(compute_energy_j(cycles, compute_f, fleet.kappa[d]))
+            compute_start = env.now
+            if energy > fleet.battery_j[d]:
+                # The battery empties part-way through: the device stops when it does.
+                yield env.timeout(duration * fleet.battery_j[d] / energy)
+                fleet.charge("compute", np.array([d]), fleet.battery_j[d], env.now)
+                rs.status[d] = "dropout"
+                trace.event(env.now, round_idx, d, cell, "dropout", detail="battery during compute")
+                return
+            yield env.timeout(duration)
+            rs.busy_s[d] += duration
+            fleet.charge("compute", np.array([d]), energy, env.now)
+            trace.event(env.now, round_idx, d, cell, "compute_end", energy_j=energy, duration_s=duration,
+                        detail=f"flops={work.flops} f_hz={compute_f:.4g}")
+            phase = "upload"
+            if work.uplink_bytes > 0:
+                cell = int(self.world.serving_cell[d])
+                flow = self.ul[cell].start(d, work.uplink_bytes, power_w=fleet.tx_power_w[d])
+                yield flow.done
+                if not flow.completed:
+                    rs.status[d] = "dropout"
+                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j, detail="battery during upload")
+                    return
+                self.uplink_bytes[d] += flow.total_bytes
+                rs.uplink_bytes += flow.total_bytes
+                rs.busy_s[d] += flow.airtime_s
+                trace.event(env.now, round_idx, d, cell, "ul_end", bytes=flow.total_bytes, rate_bps=flow.mean_rate_bps,
+                            energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
+            rs.status[d] = "completed"
+        except simpy.Interrupt:
+            rs.status[d] = "straggler"
+            if flow is not None and not flow.completed:
+                (self.dl if phase == "download" else self.ul)[cell].cancel(flow, "deadline")
+            elif flow is not None:
+                rs.busy_s[d] += flow.airtime_s
+            if phase == "compute" and compute_start is not None:
+                rs.busy_s[d] += env.now - compute_start
+                cycles_done = compute_f * (env.now - compute_start)
+                fleet.charge("compute", np.array([d]), compute_energy_j(cycles_done, compute_f, fleet.kappa[d]), env.now)
+            trace.event(env.now, round_idx, d, cell, "straggler", detail=phase)
+
+    def _frequency(self, d: int, cycles: float, round_start_s: float, uplink_bytes: int) -> float:
+        fleet = self.fleet
+        deadline = self.scenario.fl.deadline_s
+        budget = None
+        if deadline is not None:
+            upload_s = 8.0 * uplink_bytes / max(float(self.world.uplink_full_band_rate_bps(np.array([d]))[0]), 1.0)
+            budget = np.array([deadline - (self.env.now - round_start_s) - upload_s])
+        f = self.dvfs(np.array([cycles]), budget, fleet.f_min_hz[d:d + 1], fleet.f_max_hz[d:d + 1])
+        return float(np.asarray(f)[0])
+
+    def _selection_context(self, round_idx: int) -> SelectionContext:
+        fleet, world, cost = self.fleet, self.world, self.learning.cost
+        all_devices = np.arange(self.n_devices)
+        share = max(1.0, self.scenario.fl.devices_per_round / world.n_cells)
+        ul_rate = np.maximum(world.uplink_full_band_rate_bps(all_devices), 1.0)
+        dl_rate = np.maximum(world.downlink_se(all_devices) * world.dl_bandwidth_hz[world.serving_cell], 1.0)
+        comm = self.learning.communicates
+        ul_s = 8.0 * cost.uplink_bytes * share / ul_rate if comm else 0.0
+        dl_s = 8.0 * cost.downlink_bytes * share / dl_rate if comm else 0.0
+        cycles = self.learning.expected_flops() * fleet.cycles_per_flop
+        compute_s = cycles / fleet.f_max_hz
+        energy = compute_energy_j(cycles, fleet.f_max_hz, fleet.kappa) + fleet.tx_power_w * ul_s + fleet.rx_power_w * dl_s
+        return SelectionContext(
+            round_idx=round_idx, alive=fleet.alive.copy(), expected_uplink_rate_bps=ul_rate,
+            expected_energy_j=np.asarray(energy, dtype=float), expected_time_s=dl_s + compute_s + ul_s,
+            battery_j=fleet.battery_j.copy(), deadline_s=self.scenario.fl.deadline_s, rng=self.rngs["selection"],
+        )
+
+    def _server_process(self):
+        env, fl, trace, fleet = self.env, self.scenario.fl, self.trace, self.fleet
+        for r in range(fl.rounds):
+            if not fleet.alive.any():
+                trace.event(env.now, r, -1, -1, "all_dead", detail="every battery is empty")
+                break
+            start_s = env.now
+            energy_before = float(fleet.total_energy_j().sum())
+            selected = self.policy.select(self._selection_context(r), fl.devices_per_round)
+            trace.event(env.now, r, -1, -1, "round_start", detail=f"selected={len(selected)}")
+            work = self.learning.prepare_round(r, selected)
+            rs = _RoundState()
+            procs = {}
+            for d in map(int, selected):
+                self.rounds_selected[d] += 1
+                trace.event(env.now, r, d, int(self.world.serving_cell[d]), "selected", bytes=work[d].downlink_bytes)
+                procs[d] = env.process(self._device_round(r, d, work[d], start_s, rs))
+            everyone = env.all_of(list(procs.values()))
+            if fl.deadline_s is not None:
+                yield everyone | env.timeout(fl.deadline_s)
+                late = [d for d, p in procs.items() if p.is_alive]
+                for d in late:
+                    procs[d].interrupt("deadline")
+                yield env.all_of(list(procs.values()))
+            else:
+                yield everyone
+            end_s = env.now
+            self._charge_idle(selected, rs, start_s, end_s)
+            arrived = {d: work[d] for d in map(int, selected) if rs.status.get(d) == "completed"}
+            for d in arrived:
+                self.rounds_completed[d] += 1
+            aggregate = len(arrived) >= fl.min_updates and len(arrived) > 0
+            self.learning.finish_round(r, arrived, aggregate)
+            trace.event(env.now, r, -1, -1, "aggregate" if aggregate else "skip_aggregate", detail=f"updates={len(arrived)}")
+            accuracy, global_accuracy = self._evaluate(r)
+            outcomes = list(rs.status.values())
+            round_energy = float(fleet.total_energy_j().sum()) - energy_before
+            trace.round_row(
+                round=r, start_s=start_s, end_s=end_s, selected=len(selected), completed=outcomes.count("completed"),
+                stragglers=outcomes.count("straggler"), dropouts=outcomes.count("dropout"),
+                uplink_bytes=rs.uplink_bytes, downlink_bytes=rs.downlink_bytes,
+                energy_j=round_energy, aggregated=aggregate,
+                accuracy=np.nan if accuracy is None else accuracy,
+                global_accuracy=np.nan if global_accuracy is None else global_accuracy,
+            )
+            self.rounds_done = r + 1
+            if self.progress is not None:
+                self.progress(RoundProgress(r + 1, fl.rounds, env.now, accuracy, float(fleet.total_energy_j().sum())))
+
+    def _charge_idle(self, selected: np.ndarray, rs: "_RoundState", start_s: float, end_s: float) -> None:
+        """Idle power for the part of the round a selected device was not busy."""
+        fleet = self.fleet
+        devices = np.asarray(selected, dtype=np.int64)
+        if devices.size == 0:
+            return
+        busy = np.array([rs.busy_s[int(d)] for d in devices])
+        idle_s = np.maximum(end_s - start_s - busy, 0.0)
+        alive = fleet.alive[devices]
+        fleet.charge("idle", devices[alive], fleet.idle_power_w[devices[alive]] * idle_s[alive], end_s)
+
+    def _evaluate(self, round_idx: int) -> tuple[float | None, float | None]:
+        every = self.scenario.learning.eval_every
+        last = round_idx + 1 == self.scenario.fl.rounds
+        if (round_idx + 1) % every != 0 and not last:
+            return None, None
+        result = self.learning.evaluate()
+        if result is None:
+            return None, None
+        self.last_eval = result
+        for d, acc in result.per_device_accuracy.items():
+            self.final_device_accuracy[d] = acc
+        headline = result.mean_accuracy if self.learning.personalized else result.global_accuracy
+        return headline, result.global_accuracy
+
+    def run(self) -> None:
+        """Play the whole scenario out in simulated time."""
+        self.env.process(self._world_process())
+        server = self.env.process(self._server_process())
+        try:
+            self.env.run(until=server)
+        finally:
+            self.learning.close()

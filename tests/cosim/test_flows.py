@@ -1,0 +1,199 @@
+"""FlowScheduler: exact event times of fluid OFDMA sharing on hand-made cells."""
+
+import numpy as np
+import pytest
+import simpy
+
+from cosim.engine.flows import FlowScheduler
+
+
+def equal(se, remaining, average):
+    return np.full(len(se), 1.0 / len(se))
+
+
+def min_time(se, remaining, average):
+    w = remaining / se
+    return w / w.sum()
+
+
+def make(env, se_by_device, allocator=equal, bandwidth_hz=1e6, on_segment=None):
+    se = np.asarray(se_by_device, dtype=float)
+    return FlowScheduler(env, bandwidth_hz, allocator, lambda d: se[d], n_devices=len(se), on_segment=on_segment)
+
+
+def test_single_flow_takes_bytes_over_rate():
+    env = simpy.Environment()
+    cell = make(env, [2.0])  # 2 bit/s/Hz x 1 MHz = 2 Mbit/s
+    log = []
+
+    def proc():
+        flow = cell.start(0, 1_000_000, power_w=0.2)
+        yield flow.done
+        log.append((env.now, flow.completed, flow.airtime_s, flow.energy_j))
+
+    env.process(proc())
+    env.run()
+    assert log == [(pytest.approx(4.0), True, pytest.approx(4.0), pytest.approx(0.8))]
+
+
+def test_two_equal_flows_share_then_the_survivor_speeds_up():
+    env = simpy.Environment()
+    cell = make(env, [1.0, 1.0])  # 1 Mbit/s each alone
+    log = []
+
+    def proc(device, nbytes):
+        flow = cell.start(device, nbytes)
+        yield flow.done
+        log.append((device, env.now))
+
+    env.process(proc(0, 125_000))  # 1 Mbit
+    env.process(proc(1, 250_000))  # 2 Mbit
+    env.run()
+    # Both at 0.5 Mbit/s until t=2 (device 0 done); device 1 has 1 Mbit left at 1 Mbit/s.
+    assert log == [(0, pytest.approx(2.0)), (1, pytest.approx(3.0))]
+
+
+def test_late_arrival_triggers_reallocation():
+    env = simpy.Environment()
+    cell = make(env, [1.0, 1.0])
+    log = []
+
+    def proc(device, nbytes, delay):
+        yield env.timeout(delay)
+        flow = cell.start(device, nbytes)
+        yield flow.done
+        log.append((device, env.now))
+
+    env.process(proc(0, 250_000, 0.0))  # 2 Mbit; alone for 1 s -> 1 Mbit left
+    env.process(proc(1, 62_500, 1.0))   # 0.5 Mbit at 0.5 Mbit/s -> done at 2 s
+    env.run()
+    assert log == [(1, pytest.approx(2.0)), (0, pytest.approx(2.5))]
+
+
+def test_min_time_finishes_flows_together():
+    env = simpy.Environment()
+    cell = make(env, [1.0, 3.0], allocator=min_time)
+    ends = []
+
+    def proc(device, nbytes):
+        flow = cell.start(device, nbytes)
+        yield flow.done
+        ends.append(env.now)
+
+    env.process(proc(0, 100_000))
+    env.process(proc(1, 300_000))
+    env.run()
+    assert ends[0] == pytest.approx(ends[1])
+    # Total work 0.8 Mbit / 1 Mbit/s + 2.4 Mbit / 3 Mbit/s = 1.6 s of a shared band.
+    assert ends[0] == pytest.approx(1.6)
+
+
+def test_cancel_wakes_owner_and_frees_band():
+    env = simpy.Environment()
+    cell = make(env, [1.0, 1.0])
+    log = []
+
+    def proc(device, nbytes):
+        flow = cell.start(device, nbytes)
+        yield flow.done
+        log.append((device, env.now, flow.completed, flow.cancelled_reason))
+        return flow
+
+    p0 = env.process(proc(0, 10_000_000))
+    env.process(proc(1, 250_000))
+
+    def canceller():
+        yield env.timeout(1.0)
+        cell.cancel(cell._flows[0], "deadline")
+
+    env.process(canceller())
+    env.run()
+    # Device 1: 0.5 Mbit in the first second, then 1.5 Mbit alone at 1 Mbit/s.
+    assert log == [(0, pytest.approx(1.0), False, "deadline"), (1, pytest.approx(2.5), True, "")]
+    assert p0.value.airtime_s == pytest.approx(1.0)
+
+
+def test_zero_rate_waits_for_channel_change():
+    env = simpy.Environment()
+    se = np.array([0.0])
+    cell = FlowScheduler(env, 1e6, equal, lambda d: se[d], n_devices=1)
+    log = []
+
+    def proc():
+        flow = cell.start(0, 125_000)
+        yield flow.done
+        log.append(env.now)
+
+    def ticker():
+        yield env.timeout(5.0)
+        se[0] = 1.0
+        cell.channel_changed()
+
+    env.process(proc())
+    env.process(ticker())
+    env.run()
+    assert log == [pytest.approx(6.0)]
+
+
+def test_battery_hook_cancels_flow():
+    env = simpy.Environment()
+    battery = {"j": 1.0}
+
+    def on_segment(devices, dt, energy):
+        battery["j"] -= float(energy.sum())
+        return np.array([battery["j"] <= 0])
+
+    cell = make(env, [1.0], on_segment=on_segment)
+
+    def drain():
+        while True:
+            yield env.timeout(0.5)
+            cell.channel_changed()
+
+    result = []
+
+    def proc():
+        flow = cell.start(0, 1_000_000, power_w=1.0)  # 8 s needed, 1 J at 1 W lasts 1 s
+        yield flow.done
+        result.append((env.now, flow.cancelled_reason))
+
+    env.process(drain())
+    env.process(proc())
+    env.run(until=20)
+    assert result == [(pytest.approx(1.0), "battery")]
+
+
+def _makespan(allocator, se, sizes, starts, tick_s=None, se_after_tick=None) -> float:
+    env = simpy.Environment()
+    se_now = np.array(se, dtype=float)
+    cell = FlowScheduler(env, 1e6, allocator, lambda d: se_now[d], n_devices=len(se))
+    ends = []
+
+    def proc(device):
+        yield env.timeout(starts[device])
+        flow = cell.start(device, sizes[device])
+        yield flow.done
+        ends.append(env.now)
+
+    for d in range(len(se)):
+        env.process(proc(d))
+    if tick_s is not None:
+        def tick():
+            yield env.timeout(tick_s)
+            se_now[:] = se_after_tick
+            cell.channel_changed()
+        env.process(tick())
+    env.run()
+    return max(ends)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 7.0), st.integers(1_000, 500_000), st.floats(0.0, 2.0)), min_size=1, max_size=8))
+def test_min_time_uplink_phase_never_longer_than_equal(flows):
+    se, sizes, starts = zip(*flows)
+    t_min = _makespan(min_time, se, sizes, starts)
+    t_equal = _makespan(equal, se, sizes, starts)
+    assert t_min <= t_equal * (1 + 1e-9)
