@@ -1,4 +1,4 @@
-"""Command line: ``python -m cosim {run,validate} SCENARIO [--set key.path=value]...``.
+"""Command line: ``python -m cosim {run,validate,compare} SCENARIO [--set key.path=value]...``.
 
 User errors (invalid scenario, missing files or datasets, bad setup values) print
 ``cosim: error: <message>`` (one line per problem) on stderr and exit with status 2,
@@ -128,8 +128,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.io import read_comparison
+    from analysis.table import format_cells, parse_assignments
+    from cosim.compare import compare
+
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: must be >= 1")
+    log = None if args.quiet else (lambda line: print(line, flush=True))
+    compare(args.scenario, args.vary, args.out, sets=args.set, repeats=args.repeats, workers=args.workers,
+            baseline=args.baseline, target_accuracy=args.target_accuracy, log=log)
+    baseline = parse_assignments(args.baseline) if args.baseline else None
+    print(format_cells(read_comparison(args.out), baseline, args.format))
+    print(f"comparison: {Path(args.out) / 'comparison.parquet'} (and .csv)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cosim`` argument parser with its ``run`` and ``validate`` sub-commands."""
+    """The ``cosim`` argument parser with its ``run``, ``validate`` and ``compare`` sub-commands."""
     parser = argparse.ArgumentParser(
         prog="cosim", description="Co-simulation of federated learning over wireless networks."
     )
@@ -150,6 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", parents=[common], help="check a scenario and print a summary",
                               description="Validate a scenario (with overrides) and print a short summary.")
     validate.set_defaults(handler=_cmd_validate)
+    comp = sub.add_parser(
+        "compare", parents=[common], help="run a grid of scenario variants x repeats and tabulate them",
+        description="Run the Cartesian grid of --vary values x --repeats (seed + k for repeat k) in parallel, "
+                    "resuming finished runs; write OUT/comparison.{parquet,csv} and print mean ± std per cell.")
+    comp.add_argument("--vary", metavar="KEY.PATH=V1,V2", action="append", default=[],
+                      help="a scenario key and its values (YAML, comma-separated); a key holding a mapping with "
+                           "'name' means KEY.name (learning.algorithm=fedavg,local); repeatable")
+    comp.add_argument("--repeats", metavar="N", type=int, default=1, help="runs per cell (default 1)")
+    comp.add_argument("--workers", metavar="W", type=int, default=1, help="parallel worker processes (default 1)")
+    comp.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]",
+                      help="cell the ratios are relative to; keys not named match each cell's own (default: first cell)")
+    comp.add_argument("--target-accuracy", metavar="ACC", type=float,
+                      help="accuracy (0-1) for time_to_target_s: end of the first round reaching it")
+    comp.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
+    comp.add_argument("--out", metavar="DIR", required=True, help="comparison directory (runs go to DIR/cells/)")
+    comp.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    comp.set_defaults(handler=_cmd_compare)
     return parser
 
 
