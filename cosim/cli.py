@@ -8,13 +8,16 @@ never a traceback (``--debug`` shows it). Ctrl-C exits with status 130.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from cosim import __version__
 from cosim.scenario import Scenario, ScenarioError, load_scenario
+from cosim.scenario.components import check_components
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -105,8 +108,48 @@ def _summary_lines(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
+#: Where a setup error was raised (a path fragment of the raising module) -> the scenario key it is about.
+_LAYER_KEYS = (
+    ("learning/data/partition", "learning.partition"),
+    ("learning/data/federated", "learning.partition"),
+    ("learning/data/", "learning.dataset"),
+    ("learning/models/", "learning.model"),
+    ("learning/algorithms/", "learning.algorithm"),
+    ("learning/executors", "execution"),
+    ("radio/mobility/", "devices.mobility"),
+    ("radio/pathloss/", "cells"),
+    ("radio/channel", "radio"),
+)
+
+
+def _scenario_key(exc: BaseException) -> str | None:
+    """The scenario key an error raised inside the radio or learning layer is about, if known."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = frame.filename.replace(os.sep, "/")
+        for fragment, key in _LAYER_KEYS:
+            if f"/{fragment}" in filename:
+                return key
+    return None
+
+
+def _load(args: argparse.Namespace) -> Scenario:
+    """Load and validate the scenario, including the parameters only the radio/learning layers know."""
     scenario = load_scenario(args.scenario, args.set)
+    check_components(scenario)
+    return scenario
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Fail before simulating if ``out_dir`` can never become a directory."""
+    node = out_dir
+    while not node.exists() and node != node.parent:
+        node = node.parent
+    if node.exists() and not node.is_dir():
+        raise ScenarioError(f"--out {out_dir}: {node} exists and is not a directory")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    scenario = _load(args)
     for line in describe(scenario):
         print(line)
     print("ok")
@@ -114,15 +157,46 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario, args.set)
+    if args.resume is not None:
+        if args.scenario is not None or args.set or args.out:
+            raise ValueError("--resume RUN_DIR takes no SCENARIO, --set or --out: the run directory has them")
+        return _resume(args)
+    if args.scenario is None:
+        raise ValueError("run needs a SCENARIO file (or --resume RUN_DIR)")
+    scenario = _load(args)
     out_dir = Path(args.out) if args.out else scenario.output_dir
-    from cosim.engine import run_simulation
+    _check_out_dir(out_dir)
+    from cosim.engine import RunInterrupted, run_simulation
 
     reporter = ProgressReporter(scenario.fl.rounds, sys.stdout, quiet=args.quiet)
     try:
         summary = run_simulation(scenario, out_dir, progress=reporter, command=list(sys.argv))
+    except RunInterrupted as stop:
+        reporter.close()
+        print(f"cosim: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         reporter.close()
+    for line in _summary_lines(out_dir, summary or {}):
+        print(line)
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from cosim.engine import RunInterrupted, resume_simulation
+
+    run_dir = Path(args.resume)
+    rounds = load_scenario(run_dir / "scenario.yaml").fl.rounds if (run_dir / "scenario.yaml").is_file() else 0
+    reporter = ProgressReporter(rounds, sys.stdout, quiet=args.quiet)
+    try:
+        summary = resume_simulation(run_dir, progress=reporter, command=list(sys.argv))
+    except RunInterrupted as stop:
+        reporter.close()
+        print(f"cosim: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        reporter.close()
+    out_dir = run_dir
     for line in _summary_lines(out_dir, summary or {}):
         print(line)
     return EXIT_OK
@@ -150,16 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cosim", description="Co-simulation of federated learning over wireless networks."
     )
     parser.add_argument("--version", action="version", version=f"cosim {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
-    common.add_argument(
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--set", metavar="KEY.PATH=VALUE", action="append", default=[],
         help="override a scenario value (YAML-typed; list indices allowed: cells.0.tx_power_dbm=40); repeatable",
     )
-    common.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    options.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    common = argparse.ArgumentParser(add_help=False, parents=[options])
+    common.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", parents=[common], help="run a scenario and write its traces",
-                         description="Run a scenario and write its traces to the run directory.")
+    run = sub.add_parser("run", parents=[options], help="run a scenario and write its traces",
+                         description="Run a scenario and write its traces to the run directory, or continue an "
+                                     "interrupted run with --resume RUN_DIR.")
+    run.add_argument("scenario", metavar="SCENARIO", nargs="?", help="scenario YAML file (not with --resume)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR from its last checkpoint (same traces as an uninterrupted run)")
     run.add_argument("--out", metavar="DIR", help="run directory (default: the scenario's output.directory)")
     run.add_argument("--quiet", action="store_true", help="no per-round progress")
     run.set_defaults(handler=_cmd_run)
@@ -195,9 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cosim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ScenarioError, FileNotFoundError, ValueError) as exc:
+    except (ScenarioError, OSError, ValueError) as exc:
         if args.debug:
             raise
-        if isinstance(exc, FileNotFoundError) and exc.filename is not None and exc.strerror:
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
             return _error(f"{exc.filename}: {exc.strerror}", sys.stderr)
+        key = None if isinstance(exc, ScenarioError) else _scenario_key(exc)
+        if key is not None:
+            lines = str(exc).splitlines() or [type(exc).__name__]
+            return _error("\n".join(f"{key}: {line}" for line in lines), sys.stderr)
         return _error(exc, sys.stderr)

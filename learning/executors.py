@@ -17,6 +17,7 @@ executors give bit-identical results for the same threads setting.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from typing import Any, Protocol, Sequence
 
 import torch
@@ -75,6 +76,9 @@ class SequentialExecutor:
 
 def _init_worker(client: Client, threads: int) -> None:
     global _WORKER_CLIENT
+    # Ctrl-C is the parent's to handle (it finishes the round and checkpoints); a worker
+    # dying on the terminal's SIGINT would lose that round's updates.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER_CLIENT = client
 

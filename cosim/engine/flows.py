@@ -95,8 +95,9 @@ class FlowScheduler:
         self._last_update_s = env.now
         self._version = 0
         self.reallocations = 0
-        # Long-run average rate per device (EWMA over reallocations), for proportional fair.
-        self._average_rate_bps = np.full(n_devices, np.nan)
+        # Long-run average rate per device (EWMA over reallocations), for proportional fair;
+        # part of a checkpoint.
+        self.rate_history_bps = np.full(n_devices, np.nan)
 
     @property
     def active(self) -> int:
@@ -198,13 +199,13 @@ class FlowScheduler:
         if not self._flows:
             return
         se = np.asarray(self._spectral_efficiency(self._device), dtype=float)
-        average = np.nan_to_num(self._average_rate_bps[self._device], nan=0.0)
+        average = np.nan_to_num(self.rate_history_bps[self._device], nan=0.0)
         fractions = np.asarray(self._allocate(se, self._remaining, average), dtype=float)
         self._rate = fractions * self.bandwidth_hz * se
         self.reallocations += 1
-        previous = self._average_rate_bps[self._device]
+        previous = self.rate_history_bps[self._device]
         previous = np.where(np.isnan(previous), self._rate, previous)
-        self._average_rate_bps[self._device] = 0.9 * previous + 0.1 * self._rate
+        self.rate_history_bps[self._device] = 0.9 * previous + 0.1 * self._rate
         sending = self._rate > 0
         if not sending.any():
             return  # nobody can send until the channel changes; the next tick re-runs this

@@ -65,6 +65,7 @@ class LearningSide:
             input_shape, num_classes = tuple(self.data.input_shape), int(self.data.num_classes)
             self.learning_wall_s += time.perf_counter() - t0
         else:
+            self.data = None
             n_train, input_shape, num_classes = self._surrogate_dataset_shape(cfg)
             per_device = n_train // n_devices
             if cfg.max_train_per_device is not None:
@@ -80,6 +81,13 @@ class LearningSide:
             size = int(p.get("image_size", 28))
             return int(p.get("num_train", 6000)), (1, size, size), int(p.get("num_classes", 10))
         return _DATASET_SHAPES[name]
+
+    def restore_algorithm(self, algorithm) -> None:
+        """Continue with `algorithm` (from a checkpoint, its data re-attached)."""
+        if self.mode != "train":
+            return
+        self.algorithm = algorithm
+        self.client = algorithm.client()
 
     def expected_flops(self) -> np.ndarray:
         """Dense training FLOPs of one participation per device, shape (n_devices,)."""

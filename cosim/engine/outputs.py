@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim.engine.fleet import ENERGY_COMPONENTS
-from cosim.trace import write_json_atomic, write_text_atomic
+from cosim.trace import write_json_atomic
 
 
 def _finite_or_none(x) -> float | None:
@@ -100,13 +100,28 @@ def manifest(sim, command: list[str] | None, wall_s: float) -> dict:
     }
 
 
+def write_partial(sim, out_dir: Path, command: list[str] | None, wall_s: float) -> None:
+    """Flush an interrupted run: its event and round rows so far, and a manifest.
+
+    No `summary.json` is written, so tools treat the run as unfinished; the device
+    table is written when the run completes.
+    """
+    sim.trace.write(out_dir, list(sim.scenario.output.formats))
+    info = manifest(sim, command, wall_s)
+    info["status"] = f"interrupted after round {sim.rounds_done}"
+    write_json_atomic(out_dir / "manifest.json", info)
+
+
 def write_run(sim, out_dir: Path, command: list[str] | None, wall_s: float) -> dict:
-    """Write the whole run directory; return the summary."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "scenario.yaml", sim.scenario.to_yaml())
+    """Write the whole run directory; return the summary.
+
+    `summary.json` is written last: its presence marks a finished run.
+    """
     _device_rows(sim)
     sim.trace.write(out_dir, list(sim.scenario.output.formats))
+    info = manifest(sim, command, wall_s)
+    info["status"] = "finished"
+    write_json_atomic(out_dir / "manifest.json", info)
     result = summary(sim)
     write_json_atomic(out_dir / "summary.json", result)
-    write_json_atomic(out_dir / "manifest.json", manifest(sim, command, wall_s))
     return result

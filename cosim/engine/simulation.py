@@ -13,12 +13,15 @@ Round time and energy are never computed by formula: they are what these events 
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import simpy
 
+from cosim.engine.checkpoint import load_checkpoint
 from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
@@ -29,6 +32,24 @@ from radio.compute import FREQUENCY_POLICIES, compute_energy_j, compute_time_s
 from radio.ofdma import ALLOCATORS
 
 _RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection")
+
+
+class _At(simpy.events.Event):
+    """An event that fires at the absolute simulated time `time_s`.
+
+    `env.timeout(delay)` fires at ``now + delay``, whose rounding depends on `now`; a
+    run resumed from a checkpoint must tick at the same float times as one that never
+    stopped, so the world ticks are put on the queue at their exact times. This uses
+    SimPy's event queue layout ``(time, priority, id, event)`` (simpy 4).
+    """
+
+    def __init__(self, env: simpy.Environment, time_s: float) -> None:
+        if time_s < env.now:
+            raise ValueError(f"time {time_s} is in the past (now {env.now})")
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        heapq.heappush(env._queue, (time_s, simpy.events.NORMAL, next(env._eid), self))
 
 
 @dataclass
@@ -55,24 +76,29 @@ class RoundProgress:
 class Simulation:
     """Everything one run needs, built from a validated scenario."""
 
-    def __init__(self, scenario, progress=None) -> None:
+    def __init__(self, scenario, progress=None, checkpoint_path: Path | None = None) -> None:
         self.scenario = scenario
         self.progress = progress
+        # Called as on_round_end(sim, round_idx) after every round (checkpointing).
+        self.on_round_end = None
+        # Set (e.g. by a Ctrl-C handler) to stop cleanly at the next round boundary.
+        self.stop_requested = False
+        self.stopped_early = False
         seeds = np.random.SeedSequence(int(scenario.seed)).spawn(len(_RNG_STREAMS))
         self.rngs = {name: np.random.default_rng(s) for name, s in zip(_RNG_STREAMS, seeds)}
         n = scenario.devices.count
         self.n_devices = n
-        self.env = simpy.Environment()
         self.trace = TraceRecorder()
         self.fleet = Fleet(dict(scenario.devices.profiles), n, self.rngs["profiles"])
         self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
         self.learning = LearningSide(scenario, n)
+        checkpoint = None
+        if checkpoint_path is not None:
+            checkpoint = load_checkpoint(checkpoint_path, data=getattr(self.learning, "data", None))
+        self.env = simpy.Environment(initial_time=checkpoint["now_s"] if checkpoint else 0.0)
         fl = scenario.fl
         self.policy = SELECTION_POLICIES[fl.selection](n)
         self.dvfs = FREQUENCY_POLICIES[fl.dvfs]
-        allocator = ALLOCATORS[fl.allocator]
-        self.ul = [self._scheduler(c, self.world.ul_bandwidth_hz[c], allocator, "ul") for c in range(self.world.n_cells)]
-        self.dl = [self._scheduler(c, self.world.dl_bandwidth_hz[c], allocator, "dl") for c in range(self.world.n_cells)]
         self.uplink_bytes = np.zeros(n, dtype=np.int64)
         self.downlink_bytes = np.zeros(n, dtype=np.int64)
         self.rounds_selected = np.zeros(n, dtype=np.int64)
@@ -81,6 +107,32 @@ class Simulation:
         self.last_eval = None
         self.rounds_done = 0
         self.handovers = 0
+        self._tick_index = 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        allocator = ALLOCATORS[fl.allocator]
+        self.ul = [self._scheduler(c, self.world.ul_bandwidth_hz[c], allocator, "ul") for c in range(self.world.n_cells)]
+        self.dl = [self._scheduler(c, self.world.dl_bandwidth_hz[c], allocator, "dl") for c in range(self.world.n_cells)]
+        if checkpoint is not None:
+            for scheduler, history in zip(self.ul + self.dl, checkpoint["rate_histories"]):
+                scheduler.rate_history_bps = history
+
+    # -- checkpoints --------------------------------------------------------------
+    _RESTORED = ("rngs", "fleet", "world", "policy", "trace", "uplink_bytes", "downlink_bytes", "rounds_selected",
+                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "_tick_index")
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to continue from the current round boundary (see `checkpoint`)."""
+        state = {name: getattr(self, name) for name in self._RESTORED}
+        state["now_s"] = self.env.now
+        state["rate_histories"] = [s.rate_history_bps for s in self.ul + self.dl]
+        state["algorithm"] = self.learning.algorithm
+        return state
+
+    def _restore(self, state: dict) -> None:
+        for name in self._RESTORED:
+            setattr(self, name, state[name])
+        self.learning.restore_algorithm(state["algorithm"])
 
     def _scheduler(self, cell: int, bandwidth_hz: float, allocator, direction: str) -> FlowScheduler:
         world, fleet, env = self.world, self.fleet, self.env
@@ -100,7 +152,11 @@ class Simulation:
     def _world_process(self):
         dt = float(self.scenario.radio.coherence_s)
         while True:
-            yield self.env.timeout(dt)
+            # Tick k happens at exactly k*dt (not an accumulated sum), so a resumed run
+            # ticks at bit-identical times.
+            next_index = self._tick_index + 1
+            yield _At(self.env, next_index * dt)
+            self._tick_index = next_index  # ticks done so far (a checkpoint resumes after them)
             for h in self.world.tick(dt):
                 self.handovers += 1
                 self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
@@ -202,7 +258,10 @@ class Simulation:
 
     def _server_process(self):
         env, fl, trace, fleet = self.env, self.scenario.fl, self.trace, self.fleet
-        for r in range(fl.rounds):
+        for r in range(self.rounds_done, fl.rounds):
+            if self.stop_requested:
+                self.stopped_early = True
+                break
             if not fleet.alive.any():
                 trace.event(env.now, r, -1, -1, "all_dead", detail="every battery is empty")
                 break
@@ -248,6 +307,8 @@ class Simulation:
             self.rounds_done = r + 1
             if self.progress is not None:
                 self.progress(RoundProgress(r + 1, fl.rounds, env.now, accuracy, float(fleet.total_energy_j().sum())))
+            if self.on_round_end is not None:
+                self.on_round_end(self, r)
 
     def _charge_idle(self, selected: np.ndarray, rs: "_RoundState", start_s: float, end_s: float) -> None:
         """Idle power for the part of the round a selected device was not busy."""

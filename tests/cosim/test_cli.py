@@ -104,7 +104,10 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return {"rounds": scenario.fl.rounds, "final_accuracy": 0.52, "energy_j": 20.0, "name": "ignored",
                 "ok": True}
 
-    monkeypatch.setitem(sys.modules, "cosim.engine", types.SimpleNamespace(run_simulation=run_simulation))
+    from cosim.engine import RunInterrupted
+
+    monkeypatch.setitem(sys.modules, "cosim.engine",
+                        types.SimpleNamespace(run_simulation=run_simulation, RunInterrupted=RunInterrupted))
     return state
 
 

@@ -22,6 +22,8 @@ O(n_sal·d) work per step (< 1 % of a batch) is not counted.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
@@ -191,11 +193,17 @@ def build_net(model_config: dict[str, Any], input_shape: tuple[int, int, int], n
     if cfg.pruning_enabled:
         replace_ffl_linears(vit)
 
-    def flops(net: PFLTPSNet) -> int:
-        density = ffl_densities(net.layers, cfg.pruning_flops) if net.layers else None
-        return vit_flops_per_sample(model_config, input_shape, num_classes, ffl_density=density)
-
+    # A partial of a module-level function (not a closure) keeps the net picklable.
+    flops = functools.partial(_net_flops_per_sample, dict(model_config), tuple(input_shape), int(num_classes),
+                              cfg.pruning_flops)
     return PFLTPSNet(vit, SalSpec.from_model(vit), cfg.linear_sal, cfg.embedding_dim, flops)
+
+
+def _net_flops_per_sample(model_config: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int,
+                          pruning_flops: str, net: PFLTPSNet) -> int:
+    """Training FLOPs of one sample at the net's current FFL mask density."""
+    density = ffl_densities(net.layers, pruning_flops) if net.layers else None
+    return vit_flops_per_sample(model_config, input_shape, num_classes, ffl_density=density)
 
 
 def net_state(net: PFLTPSNet, cfg: PFLTPSConfig) -> dict[str, Any]:
