@@ -30,6 +30,8 @@ def summary(sim) -> dict:
     mean_device = _finite_or_none(ev.mean_accuracy) if ev is not None else None
     global_acc = _finite_or_none(ev.global_accuracy) if ev is not None and ev.global_accuracy is not None else None
     final = mean_device if sim.learning.personalized else global_acc
+    densities = [v for v in sim.trace.tables()["rounds"].column("ffl_density").to_pylist() if v is not None and np.isfinite(v)] \
+        if sim.rounds_done else []
     energy = {f"{c}_energy_j": float(fleet.energy_j[c].sum()) for c in ENERGY_COMPONENTS}
     return {
         "scenario": sim.scenario.name,
@@ -45,6 +47,7 @@ def summary(sim) -> dict:
         "final_accuracy": final,
         "final_mean_device_accuracy": mean_device,
         "final_global_accuracy": global_acc,
+        "final_ffl_density": densities[-1] if densities else None,
         "devices": int(sim.n_devices),
         "devices_alive": int(fleet.alive.sum()),
         "handovers": int(sim.handovers),

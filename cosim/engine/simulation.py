@@ -34,6 +34,13 @@ from radio.ofdma import ALLOCATORS
 _RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection")
 
 
+def _mean_metric(arrived: dict[int, RoundWork], name: str) -> float:
+    """Mean of a local-update metric over the round's arrived devices (NaN if none report it)."""
+    values = [w.result.metrics[name] for w in arrived.values()
+              if w.result is not None and name in w.result.metrics]
+    return float(np.mean(values)) if values else float("nan")
+
+
 class _At(simpy.events.Event):
     """An event that fires at the absolute simulated time `time_s`.
 
@@ -301,6 +308,7 @@ class Simulation:
                 stragglers=outcomes.count("straggler"), dropouts=outcomes.count("dropout"),
                 uplink_bytes=rs.uplink_bytes, downlink_bytes=rs.downlink_bytes,
                 energy_j=round_energy, aggregated=aggregate,
+                train_loss=_mean_metric(arrived, "train_loss"), ffl_density=_mean_metric(arrived, "ffl_density"),
                 accuracy=np.nan if accuracy is None else accuracy,
                 global_accuracy=np.nan if global_accuracy is None else global_accuracy,
             )
