@@ -1,4 +1,4 @@
-"""``python -m analysis {plot,table}``: plots and claims tables from trace files only.
+"""``python -m analysis {plot,table,results}``: plots and claims tables from trace files only.
 
 ``plot RUN_OR_COMPARE_DIR... --out DIR [--round R] [--run RUN_DIR] [--each-run]`` writes
 the PNGs of :data:`analysis.plots.PLOTS`. ``table COMPARE_DIR [--method pfl_tps]
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from analysis.io import is_comparison_dir, read_comparison
 from analysis.plots import PLOTS, plot_all
+from analysis.results import results_table
 from analysis.table import format_cells, format_claims, parse_assignments
 
 EXIT_OK = 0
@@ -39,6 +40,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_results(args: argparse.Namespace) -> int:
+    runs = parse_assignments(",".join(args.runs))
+    print(results_table(runs, args.format))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``analysis`` argument parser with its ``plot`` and ``table`` sub-commands."""
     parser = argparse.ArgumentParser(prog="analysis", description="Plots and tables from cosim trace directories.")
@@ -58,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--method", default="pfl_tps", help="the algorithm under study (default pfl_tps)")
     table.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
     table.add_argument("--cells", action="store_true", help="print per-cell mean ± std and ratios instead")
+    results = sub.add_parser("results", help="print the PFL-TPS results table from named run directories",
+                             description="PFL-TPS against FedAvg, local and ablations: accuracy, bytes per update, "
+                                         "FFL sparsity, energy and time ratios (pfl_tps=RUN fedavg=RUN required).")
+    results.add_argument("runs", nargs="+", metavar="ROLE=RUN_DIR",
+                         help="pfl_tps=..., fedavg=..., optional local=..., no_pruning=..., any LABEL=...")
+    results.add_argument("--format", choices=("text", "markdown"), default="markdown", help="table format")
+    results.set_defaults(handler=_cmd_results)
     table.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]", help="baseline cell for --cells ratios")
     table.set_defaults(handler=_cmd_table)
     return parser
