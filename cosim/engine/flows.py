@@ -63,6 +63,9 @@ class FlowScheduler:
         spectral_efficiency: gives the current SE [bit/s/Hz] of an array of devices on
             this cell (read at every reallocation).
         n_devices: number of devices in the world (sizes the per-device rate history).
+        outage_ticks: a flow that got no share of the band, or none it could use (SE = 0),
+            for this many consecutive channel ticks is out of coverage and is cancelled
+            with reason ``"coverage"`` — otherwise a dead link would wait for ever.
         on_segment: called as ``on_segment(devices, duration_s, energy_j)`` after every
             advance with the devices that held a non-zero share, the segment length and
             each device's energy for it; it returns a boolean mask of flows to cancel
@@ -76,6 +79,7 @@ class FlowScheduler:
         allocator: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
         spectral_efficiency: Callable[[np.ndarray], np.ndarray],
         n_devices: int,
+        outage_ticks: int = 10,
         on_segment: Callable[[np.ndarray, float, np.ndarray], np.ndarray | None] | None = None,
     ) -> None:
         if bandwidth_hz <= 0:
@@ -85,6 +89,9 @@ class FlowScheduler:
         self._allocate = allocator
         self._spectral_efficiency = spectral_efficiency
         self._on_segment = on_segment
+        if outage_ticks < 1:
+            raise ValueError(f"outage_ticks must be >= 1, got {outage_ticks}")
+        self.outage_ticks = int(outage_ticks)
         self._flows: list[Flow] = []
         self._device = np.zeros(0, dtype=np.int64)
         self._remaining = np.zeros(0)
@@ -92,6 +99,7 @@ class FlowScheduler:
         self._power = np.zeros(0)
         self._airtime = np.zeros(0)
         self._energy = np.zeros(0)
+        self._zero_rate_ticks = np.zeros(0, dtype=np.int64)
         self._last_update_s = env.now
         self._version = 0
         self.reallocations = 0
@@ -123,6 +131,7 @@ class FlowScheduler:
         self._power = np.append(self._power, flow.power_w)
         self._airtime = np.append(self._airtime, 0.0)
         self._energy = np.append(self._energy, 0.0)
+        self._zero_rate_ticks = np.append(self._zero_rate_ticks, 0)
         self._reschedule()
         return flow
 
@@ -138,10 +147,18 @@ class FlowScheduler:
         self._reschedule()
 
     def channel_changed(self) -> None:
-        """Called after every channel tick: rates change, so re-run the allocator."""
+        """Called after every channel tick: rates change, so re-run the allocator.
+
+        Also counts, per flow, the ticks in a row it could not send, and cancels the
+        flows that reach `outage_ticks` (reason ``"coverage"``).
+        """
         if not self._flows:
             return
         self._advance()
+        self._zero_rate_ticks = np.where(self._rate > 0, 0, self._zero_rate_ticks + 1)
+        lost = self._zero_rate_ticks >= self.outage_ticks
+        if lost.any():
+            self._close(~lost, completed=False, reason="coverage")
         self._reschedule()
 
     # -- internals -------------------------------------------------------------------
@@ -187,6 +204,7 @@ class FlowScheduler:
         self._power = self._power[keep]
         self._airtime = self._airtime[keep]
         self._energy = self._energy[keep]
+        self._zero_rate_ticks = self._zero_rate_ticks[keep]
 
     def _reschedule(self) -> None:
         done = self._remaining <= _BYTES_EPS

@@ -183,7 +183,8 @@ class Simulation:
                 yield flow.done
                 if not flow.completed:
                     rs.status[d] = "dropout"
-                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j, detail="battery during download")
+                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
+                                detail=f"{flow.cancelled_reason} during download")
                     return
                 self.downlink_bytes[d] += flow.total_bytes
                 rs.downlink_bytes += flow.total_bytes
@@ -215,7 +216,8 @@ class Simulation:
                 yield flow.done
                 if not flow.completed:
                     rs.status[d] = "dropout"
-                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j, detail="battery during upload")
+                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
+                                detail=f"{flow.cancelled_reason} during upload")
                     return
                 self.uplink_bytes[d] += flow.total_bytes
                 rs.uplink_bytes += flow.total_bytes

@@ -31,6 +31,15 @@ Params = dict[str, Any]
 
 #: Tolerance on "profile fractions sum to 1".
 FRACTION_SUM_TOL = 1e-6
+#: Sizes beyond these would exhaust memory or run for ever; they are typos, not scenarios.
+MAX_DEVICES = 1_000_000
+MAX_ROUNDS = 1_000_000
+MAX_WORKERS = 1024
+#: Shortest world tick [s]: the world process wakes every coherence interval, so a
+#: vanishing one would never let simulated time advance.
+MIN_COHERENCE_S = 1e-3
+#: Transmit powers outside this range [dBm] overflow the dB -> W conversion or are typos.
+TX_POWER_RANGE_DBM = (-100.0, 100.0)
 
 
 def fmt_value(value: Any) -> str:
@@ -113,7 +122,7 @@ class Cell(StrictModel):
     carrier_hz: PositiveFloat = 3.5e9
     uplink_bandwidth_hz: PositiveFloat = 20e6
     downlink_bandwidth_hz: PositiveFloat = 20e6
-    tx_power_dbm: Float = 43.0
+    tx_power_dbm: Annotated[float, Field(ge=TX_POWER_RANGE_DBM[0], le=TX_POWER_RANGE_DBM[1]), AfterValidator(float)] = 43.0
     noise_figure_db: NonNegativeFloat = 5.0
 
     check_pathloss = _registry_validator("pathloss", registries.pathloss_models)
@@ -141,7 +150,7 @@ class Mobility(StrictModel):
 class Devices(StrictModel):
     """The device population: size, hardware mix, antenna height, mobility."""
 
-    count: PositiveInt
+    count: Annotated[int, Field(ge=1, le=MAX_DEVICES)]
     profiles: dict[str, PositiveFloat] = Field(default_factory=lambda: {"mid": 1.0})
     height_m: PositiveFloat = 1.5
     mobility: Mobility = Field(default_factory=Mobility)
@@ -172,6 +181,14 @@ class Radio(StrictModel):
     coherence_s: PositiveFloat = 1.0
     snr_gap_db: NonNegativeFloat = 0.0
     max_spectral_efficiency_bps_hz: PositiveFloat = 7.4063
+
+    @field_validator("coherence_s")
+    @classmethod
+    def _coherence_floor(cls, value: float) -> float:
+        if value < MIN_COHERENCE_S:
+            raise PydanticCustomError("cosim", "{value} must be >= {floor} (one world tick per coherence interval)",
+                                      {"value": fmt_value(value), "floor": fmt_value(MIN_COHERENCE_S)})
+        return value
 
 
 class Dataset(StrictModel):
@@ -247,7 +264,7 @@ class Learning(StrictModel):
 class FL(StrictModel):
     """The federated process: rounds, selection, allocation, deadline, DVFS."""
 
-    rounds: PositiveInt
+    rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
     devices_per_round: PositiveInt
     selection: Literal["random", "round_robin", "channel_aware", "energy_aware", "deadline_aware"] = "random"
     allocator: str = "equal"
@@ -262,8 +279,8 @@ class Execution(StrictModel):
     """How local updates are executed (not what they compute)."""
 
     executor: Literal["sequential", "process"] = "sequential"
-    workers: PositiveInt = 1
-    threads: PositiveInt = 1
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    threads: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
 
 
 class Output(StrictModel):

@@ -29,7 +29,7 @@ def test_validate_ok_subprocess() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert out[0] == "name: urban_50dev"
-    assert "devices: 50" in proc.stdout and "cells: 3" in proc.stdout and "algorithm: fedavg" in proc.stdout
+    assert "devices: 50" in proc.stdout and "cells: 3" in proc.stdout and "algorithm: pfl_tps" in proc.stdout
     assert "rounds: 5 x 10 devices" in proc.stdout
     assert out[-1] == "ok"
     assert proc.stderr == ""

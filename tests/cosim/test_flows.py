@@ -197,3 +197,25 @@ def test_min_time_uplink_phase_never_longer_than_equal(flows):
     t_min = _makespan(min_time, se, sizes, starts)
     t_equal = _makespan(equal, se, sizes, starts)
     assert t_min <= t_equal * (1 + 1e-9)
+
+
+def test_flow_without_usable_rate_is_out_of_coverage_after_outage_ticks():
+    env = simpy.Environment()
+    se = np.array([0.0])
+    cell = FlowScheduler(env, 1e6, equal, lambda d: se[d], n_devices=1, outage_ticks=3)
+    result = []
+
+    def proc():
+        flow = cell.start(0, 1000)
+        yield flow.done
+        result.append((env.now, flow.completed, flow.cancelled_reason))
+
+    def ticker():
+        while True:
+            yield env.timeout(1.0)
+            cell.channel_changed()
+
+    env.process(proc())
+    env.process(ticker())
+    env.run(until=10)
+    assert result == [(3.0, False, "coverage")]

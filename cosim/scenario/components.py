@@ -1,0 +1,187 @@
+"""Checks that need the radio and learning layers: build each pluggable part once.
+
+The schema (:mod:`cosim.scenario.schema`) checks names and ranges it knows itself;
+the free-form parameter mappings (``cells[].pathloss_params``, ``devices.mobility.params``,
+``learning.model``, ``learning.algorithm.params``, ``learning.dataset.params``,
+``learning.partition.params``) are only understood by the layer that owns them. This
+module builds each such part in isolation, cheaply, and turns whatever it raises into
+a :class:`ScenarioError` line naming the scenario key, so that ``cosim validate``
+catches what ``cosim run`` would otherwise fail on after setup (or, in surrogate mode,
+never notice).
+
+Everything is imported lazily: the scenario package must keep working on a partial
+checkout (see :mod:`cosim.scenario.registries`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from cosim.scenario.errors import ScenarioError
+
+#: Errors a layer raises for a bad parameter (TypeError: unknown/missing keyword).
+_PARAM_ERRORS = (ValueError, TypeError, KeyError, OverflowError)
+#: Largest training set whose partition is tried out here (partitioning is O(N)).
+PARTITION_TRIAL_MAX_SAMPLES = 200_000
+#: Training-set size and classes of datasets known without loading them.
+_KNOWN_SIZES = {"fashion_mnist": (60000, 10)}
+_SYNTHETIC_DEFAULTS = {"num_train": 6000, "num_test": 1000, "num_classes": 10, "image_size": 28}
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _key_path(prefix: str, message: str, keys: Iterable[str], renames: dict[str, str] | None = None) -> str:
+    """``prefix.<key>`` when ``message`` starts with ``<key>=`` or ``<key> `` for a known key."""
+    match = re.match(r"\s*(?:model config )?'?([A-Za-z_][A-Za-z0-9_]*)'?\s*[= ]", message)
+    if match:
+        name = match.group(1)
+        if renames and name in renames:
+            return renames[name]
+        if name in set(keys):
+            return f"{prefix}.{name}"
+    return prefix
+
+
+def _attempt(problems: list[str], build: Callable[[], Any], locate: Callable[[str], str]) -> Any:
+    try:
+        return build()
+    except _PARAM_ERRORS as exc:
+        message = _message(exc)
+        problems.append(f"{locate(message)}: {message}")
+        return None
+
+
+def _cells(scenario: Any, problems: list[str]) -> None:
+    from radio.pathloss import MODELS
+
+    for index, cell in enumerate(scenario.cells):
+        params = dict(cell.pathloss_params)
+        prefix = f"cells.{index}"
+        renames = {"h_bs_m": f"{prefix}.height_m"} | {k: f"{prefix}.pathloss_params.{k}" for k in params}
+
+        def build(cell: Any = cell, params: dict[str, Any] = params) -> Any:
+            return MODELS[cell.pathloss](carrier_hz=cell.carrier_hz, h_bs_m=cell.height_m, **params)
+
+        def locate(message: str, prefix: str = prefix, renames: dict[str, str] = renames) -> str:
+            if "keyword argument" in message:
+                return f"{prefix}.pathloss_params"
+            return _key_path(prefix, message, type(cell).model_fields, renames)
+
+        _attempt(problems, build, locate)
+
+
+def _mobility(scenario: Any, problems: list[str]) -> None:
+    from radio.mobility import MOBILITY
+
+    mob = scenario.devices.mobility
+    params = dict(mob.params)
+    area = (float(scenario.area.width_m), float(scenario.area.height_m))
+    prefix = "devices.mobility.params"
+    _attempt(problems, lambda: MOBILITY[mob.model](scenario.devices.count, area, np.random.default_rng(0), **params),
+             lambda m: _key_path(prefix, m, params))
+
+
+def _fading(scenario: Any, problems: list[str]) -> None:
+    from radio.channel import BlockFading
+
+    radio = scenario.radio
+    _attempt(problems, lambda: BlockFading(radio.fading, radio.rician_k_db, (1, 1), np.random.default_rng(0)),
+             lambda m: _key_path("radio", m, (), {"k_factor_db": "radio.rician_k_db", "fading": "radio.fading"}))
+
+
+def _dataset_shape(scenario: Any, problems: list[str]) -> tuple[int, tuple[int, int, int], int] | None:
+    """(training samples, input shape, classes) of the scenario's dataset, checking its params."""
+    dataset = scenario.learning.dataset
+    params = dict(dataset.params)
+    prefix = "learning.dataset.params"
+    if dataset.name != "synthetic":
+        n_train, classes = _KNOWN_SIZES[dataset.name]
+        return n_train, (1, 28, 28), classes
+    from learning.data.synthetic import make_synthetic
+
+    before = len(problems)
+    _attempt(problems, lambda: inspect.signature(make_synthetic).bind(**{**_SYNTHETIC_DEFAULTS, **params}),
+             lambda m: prefix)
+    resolved = {**_SYNTHETIC_DEFAULTS, **params}
+    minimum = {"num_train": 1, "num_test": 1, "num_classes": 2, "image_size": 4}
+    for key, low in minimum.items():
+        value = resolved.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{prefix}.{key}: {value!r} is not an integer")
+        elif value < low:
+            problems.append(f"{prefix}.{key}: {value} must be >= {low}")
+    noise = resolved.get("noise", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
+        problems.append(f"{prefix}.noise: {noise!r} must be a number >= 0")
+    if len(problems) > before:
+        return None
+    size = resolved["image_size"]
+    return resolved["num_train"], (1, size, size), resolved["num_classes"]
+
+
+def _partition(scenario: Any, n_train: int, num_classes: int, problems: list[str]) -> None:
+    from learning.data.partition import PARTITIONS
+
+    part = scenario.learning.partition
+    params = dict(part.params)
+    prefix = "learning.partition"
+    devices = scenario.devices.count
+    function = PARTITIONS[part.name]
+    try:
+        inspect.signature(function).bind(np.zeros(0), devices, rng=None, **params)
+    except TypeError as exc:
+        problems.append(f"{prefix}.params: {part.name}: {_message(exc)}")
+        return
+    if n_train < devices:
+        problems.append(f"{prefix}: {n_train} training samples cannot give devices.count ({devices}) "
+                        f"devices >= 1 sample each")
+        return
+    if n_train > PARTITION_TRIAL_MAX_SAMPLES:
+        return
+    # Both known datasets are class-balanced: try the split on balanced labels.
+    labels = np.arange(n_train, dtype=np.int64) % num_classes
+    rng = np.random.default_rng(int(scenario.seed))
+    def locate(message: str) -> str:
+        key = _key_path(f"{prefix}.params", message, params)
+        return prefix if key == f"{prefix}.params" else key
+
+    _attempt(problems, lambda: function(labels, devices, rng=rng, **params), locate)
+
+
+def _learning(scenario: Any, problems: list[str]) -> None:
+    from learning.algorithms import ALGORITHMS
+    from learning.models import resolve_model_config
+
+    lr = scenario.learning
+    model = dict(lr.model)
+    algorithm = ALGORITHMS[lr.algorithm.name]
+    params = dict(lr.algorithm.params)
+    bad = len(problems)
+    _attempt(problems, lambda: resolve_model_config(model), lambda m: _key_path("learning.model", m, model))
+    _attempt(problems, lambda: algorithm.resolve_params(params),
+             lambda m: _key_path("learning.algorithm.params", m, params))
+    shape = _dataset_shape(scenario, problems)
+    if shape is None:
+        return
+    n_train, input_shape, num_classes = shape
+    _partition(scenario, n_train, num_classes, problems)
+    if len(problems) == bad:
+        _attempt(problems, lambda: algorithm.cost_model(model, params, input_shape, num_classes),
+                 lambda m: _key_path("learning.model", m, model))
+
+
+def check_components(scenario: Any) -> None:
+    """Build every pluggable part of ``scenario`` once; raise ``ScenarioError`` naming each bad key."""
+    problems: list[str] = []
+    for check in (_cells, _mobility, _fading, _learning):
+        check(scenario, problems)
+    if problems:
+        raise ScenarioError(problems)
