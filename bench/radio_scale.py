@@ -47,8 +47,8 @@ class Tick:
 
     def vectorised(self, dt_s: float) -> np.ndarray:
         moved = self.mobility.step(dt_s)
-        delta = self.mobility.positions_m[None] - CELLS_XY_M[:, None]
-        d2d = np.hypot(delta[..., 0], delta[..., 1])
+        xy = self.mobility.positions_m
+        d2d = np.hypot(xy[:, 0] - CELLS_XY_M[:, 0:1], xy[:, 1] - CELLS_XY_M[:, 1:2])
         los = np.stack([self.los_draw[c] < m.los_probability(d2d[c], H_UT_M) for c, m in enumerate(self.models)])
         pl = np.stack([m.loss_db(d2d[c], H_UT_M, los[c]) for c, m in enumerate(self.models)])
         std = np.stack([m.shadow_std_db(los[c]) for c, m in enumerate(self.models)])

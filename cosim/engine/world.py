@@ -90,8 +90,8 @@ class World:
     # -- geometry and large-scale state ---------------------------------------------
     def distances_m(self) -> np.ndarray:
         """2-D distance from every cell to every device [m], shape (n_cells, n_devices)."""
-        delta = self.mobility.positions_m[None, :, :] - self.cell_xy_m[:, None, :]
-        return np.hypot(delta[..., 0], delta[..., 1])
+        xy = self.mobility.positions_m
+        return np.hypot(xy[:, 0] - self.cell_xy_m[:, 0:1], xy[:, 1] - self.cell_xy_m[:, 1:2])
 
     def _los_state(self, d2d_m: np.ndarray) -> np.ndarray:
         p_los = np.stack(

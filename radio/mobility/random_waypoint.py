@@ -67,39 +67,43 @@ class RandomWaypoint(MobilityModel):
         return np.where(self._pause_left_s > 0.0, 0.0, self._speed_mps)
 
     def _advance(self, dt_s: float) -> NDArray[np.float64]:
-        t_left_s = np.full(self.n_devices, dt_s)
-        dist_m = np.zeros(self.n_devices)
+        n = self.n_devices
+        t_left_s = np.full(n, float(dt_s))
+        dist_m = np.zeros(n)
+        # The first pass covers every device with whole-array operations (no index
+        # arrays); later passes only the few devices that reached a waypoint with time left.
+        sel: slice | NDArray[np.int64] = slice(None)
+        ids = np.arange(n)
         while True:
-            idx = np.flatnonzero(t_left_s > 0.0)
-            if idx.size == 0:
-                break
-            # Pause phase: consume pause time first.
-            wait_s = np.minimum(self._pause_left_s[idx], t_left_s[idx])
-            self._pause_left_s[idx] -= wait_s
-            t_left_s[idx] -= wait_s
-            mov = idx[t_left_s[idx] > 0.0]
-            if mov.size == 0:
-                continue
-            vec_m = self._target_m[mov] - self._pos_m[mov]
+            t_s = t_left_s[sel]
+            pause_s = self._pause_left_s[sel]
+            wait_s = np.minimum(pause_s, t_s)
+            self._pause_left_s[sel] = pause_s - wait_s
+            t_s = t_s - wait_s
+            pos_m = self._pos_m[sel]
+            target_m = self._target_m[sel]
+            speed = self._speed_mps[sel]
+            vec_m = target_m - pos_m
             leg_m = np.hypot(vec_m[:, 0], vec_m[:, 1])
-            speed = self._speed_mps[mov]
             t_leg_s = leg_m / speed
-            arrive = t_leg_s <= t_left_s[mov]
-            # Devices that do not reach the waypoint in the remaining time.
-            go = mov[~arrive]
-            walk_m = speed[~arrive] * t_left_s[go]
-            frac = (walk_m / leg_m[~arrive])[:, None]
-            self._pos_m[go] += vec_m[~arrive] * frac
-            dist_m[go] += walk_m
-            t_left_s[go] = 0.0
-            # Devices that reach it: snap, pause, draw the next leg.
-            arr = mov[arrive]
-            if arr.size:
-                self._pos_m[arr] = self._target_m[arr]
-                dist_m[arr] += leg_m[arrive]
-                t_left_s[arr] -= t_leg_s[arrive]
-                self._pause_left_s[arr] = self.pause_s
-                self._target_m[arr] = self._uniform_positions_m(arr.size)
-                self._speed_mps[arr] = self._draw_speeds_mps(arr.size)
+            moving = t_s > 0.0
+            arrive = moving & (t_leg_s <= t_s)
+            walking = moving & ~arrive
+            walk_m = np.where(walking, speed * t_s, 0.0)
+            frac = np.where(walking, walk_m / np.where(leg_m > 0.0, leg_m, 1.0), 0.0)
+            self._pos_m[sel] = np.where(arrive[:, None], target_m, pos_m + vec_m * frac[:, None])
+            dist_m[sel] += np.where(arrive, leg_m, walk_m)
+            t_s = np.where(arrive, t_s - t_leg_s, 0.0)
+            t_left_s[sel] = t_s
+            arr = ids[sel][arrive]
+            if arr.size == 0:
+                break
+            # Devices that reached their waypoint: pause, draw the next leg.
+            self._pause_left_s[arr] = self.pause_s
+            self._target_m[arr] = self._uniform_positions_m(arr.size)
+            self._speed_mps[arr] = self._draw_speeds_mps(arr.size)
+            sel = arr[t_s[arrive] > 0.0]
+            if sel.size == 0:
+                break
         self._clip_to_area(self._pos_m)
         return dist_m

@@ -73,5 +73,6 @@ class UMa(PathLossModel):
         # ((h_UT - 13)/10)^1.5 for 13 m < h_UT <= 23 m.
         c_prime = np.where(h_ut_m <= 13.0, 0.0, (np.maximum(h_ut_m - 13.0, 0.0) / 10.0) ** 1.5)
         base = 18.0 / d2d_m + np.exp(-d2d_m / 63.0) * (1.0 - 18.0 / d2d_m)
-        height = 1.0 + c_prime * 1.25 * (d2d_m / 100.0) ** 3 * np.exp(-d2d_m / 150.0)
-        return np.where(d2d_m <= 18.0, 1.0, base * height)
+        if np.any(c_prime > 0.0):  # the height term is 1 for every UT at or below 13 m
+            base = base * (1.0 + c_prime * 1.25 * (d2d_m / 100.0) ** 3 * np.exp(-d2d_m / 150.0))
+        return np.where(d2d_m <= 18.0, 1.0, base)
