@@ -16,8 +16,15 @@ from learning.algorithms.base import (
     EvalResult,
     LocalResult,
 )
+from learning.algorithms.ditto import Ditto
 from learning.algorithms.fedavg import FedAvg, FedAvgClient, weighted_average
+from learning.algorithms.fedavg_topk import FedAvgTopK
+from learning.algorithms.fedper import FedPer
+from learning.algorithms.fedprox import FedProx
+from learning.algorithms.fedrep import FedRep
+from learning.algorithms.fedtp import FedTP
 from learning.algorithms.local import LocalClient, LocalOnly
+from learning.algorithms.pfedhn import PFedHN
 from learning.algorithms.pfl_tps import PFLTPS
 from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy, train_local
 
@@ -41,8 +48,9 @@ __all__ = [
     "weighted_average",
 ]
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"fedavg": FedAvg, "local": LocalOnly}
-ALGORITHMS["pfl_tps"] = PFLTPS
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (FedAvg, LocalOnly, PFLTPS, FedProx, FedPer, FedRep, Ditto, PFedHN, FedTP, FedAvgTopK)
+}
 
 
 def make_algorithm(name: str, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> Algorithm:

@@ -97,14 +97,17 @@ def test_contract(name: str, data: TinyData) -> None:
     client = pickle.loads(pickle.dumps(alg.client()))
     res = client.local_update(1, alg.device_state(1), alg.downlink(1, 5), seed=11)
     assert res.device == 1 and res.samples == data.num_train(1)
-    assert res.metrics["samples_processed"] == 2 * data.num_train(1)
+    # Algorithms may train more than one pass (ditto trains two models, fedrep adds head
+    # epochs): the cost model counts what is executed, densely.
+    assert res.metrics["samples_processed"] >= 2 * data.num_train(1)
     dense_flops = vit_flops_per_sample(MODEL, (1, 28, 28), 4) * 2 * data.num_train(1)
     cost = cls.cost_model(MODEL, FAST, (1, 28, 28), 4)
-    assert cost.flops_per_sample * res.samples * cost.epochs == dense_flops
+    cost_flops = cost.flops_per_sample * res.samples * cost.epochs
+    assert cost_flops >= dense_flops
     # Pruning algorithms report fewer FLOPs than the dense cost model; the others exactly it.
-    assert 0 < res.flops <= dense_flops
+    assert 0 < res.flops <= cost_flops * (1 + 1e-12)
     if name in ("fedavg", "local"):
-        assert res.flops == dense_flops
+        assert res.flops == cost_flops == dense_flops
     assert set(res.metrics) >= {"train_loss", "train_accuracy"}
     down = alg.downlink(1, 5)
     assert (down is not None) == (res.uplink is not None) == cls.communicates
@@ -135,7 +138,9 @@ def test_local_update_is_deterministic_per_seed(name: str, data: TinyData) -> No
     # Same algorithm seed -> same initial models; another seed -> different ones.
     again = make_algorithm(name, data, MODEL, FAST, seed=0)
     other = make_algorithm(name, data, MODEL, FAST, seed=1)
-    first = lambda alg: _flat(alg.device_state(2) if alg.personalized else alg.downlink(2, 0).tensors)  # noqa: E731
+    # The initial model: a personal device state, or what the server sends (global or generated).
+    first = lambda alg: _flat(alg.device_state(2) if alg.personalized and alg.device_state(2) is not None  # noqa: E731
+                              else alg.downlink(2, 0).tensors)
     assert all(torch.equal(first(alg)[k], first(again)[k]) for k in first(alg))
     assert not all(torch.equal(first(alg)[k], first(other)[k]) for k in first(alg))
 

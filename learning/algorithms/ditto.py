@@ -1,0 +1,96 @@
+"""Ditto (Li et al., ICML 2021): a FedAvg global model plus a regularised personal model.
+
+downlink  : the global model w, dense fp32 (FedAvg's).
+client    : (1) trains a copy of w for ``local_epochs`` (plain FedAvg local training, seed
+            ``seed``) and uploads it (fp32); (2) trains its personal model v (device state)
+            for ``local_epochs`` on ``CE(v) + λ/2 ‖v − w‖²`` with w the RECEIVED global
+            model (seed ``derive_seed(seed, 1)``), and keeps v.
+aggregate : FedAvg (sample-weighted mean of the uploaded global models).
+evaluate  : each device's personal model v on its own test split (its initial v, drawn
+            from ``device_seed(d)``, until it has trained); no global model is reported
+            (the contract's ``personalized`` rule).
+FLOPs     : both trainings, 2 × dense per sample per epoch; the cost model says
+            ``flops_per_sample = F_dense`` and ``epochs = 2·local_epochs``.
+Device memory: one personal model (the state dict, 4 B per parameter).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+from learning.algorithms.base import Algorithm, Client, CostModel, EvalResult, LocalResult, mean_finite
+from learning.algorithms.fedavg import FedAvg, FedAvgClient
+from learning.algorithms.fedprox import proximal_loss, train_metrics
+from learning.algorithms.training import clone_state, derive_seed, evaluate_accuracy, train_local
+from learning.payload import Payload
+
+__all__ = ["Ditto", "DittoClient"]
+
+
+class DittoClient(FedAvgClient):
+    """Global-model training (uploaded) then personal-model training (kept)."""
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: (global w, personal v) -> (uplink w', new v)."""
+        if payload is None or state is None:
+            raise ValueError(f"ditto device {device} needs a downlink payload and its personal model")
+        model = self.model()
+        x, y = self.data.train(device)
+        model.load_state_dict(payload.tensors)
+        global_stats = train_local(model, x, y, self.train_params, seed)
+        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        model.load_state_dict(state)
+        reg = proximal_loss(model, payload.tensors, float(self.params["lam"]))
+        personal_stats = train_local(model, x, y, self.train_params, derive_seed(seed, 1), extra_loss=reg)
+        processed = global_stats.samples_processed + personal_stats.samples_processed
+        metrics = train_metrics(personal_stats, global_stats)
+        metrics["global_train_loss"] = global_stats.loss
+        return LocalResult(int(device), clone_state(model), uplink, self.flops_per_sample * processed,
+                           int(y.shape[0]), metrics)
+
+
+class Ditto(FedAvg):
+    """FedAvg global model + per-device personal models pulled towards it (parameter ``lam``)."""
+
+    name: ClassVar[str] = "ditto"
+    personalized: ClassVar[bool] = True
+    extra_params: ClassVar[dict[str, Any]] = {"lam": 0.1}
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        resolved = super().resolve_params(params)
+        if not float(resolved["lam"]) >= 0:
+            raise ValueError(f"ditto parameter lam must be >= 0, got {resolved['lam']}")
+        return resolved
+
+    def make_client(self) -> Client:
+        return DittoClient(self.data, self.model_config, self.params)
+
+    def initial_state(self, device: int) -> Any:
+        """The personal model's initial state dict, drawn from ``device_seed(device)``."""
+        return {k: v.detach() for k, v in self.new_model(seed=self.device_seed(device)).state_dict().items()}
+
+    def commit(self, result: LocalResult) -> None:
+        """Store the device's personal model."""
+        Algorithm.commit(self, result)
+
+    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
+        """Each device's personal model on its own test split (global model: not reported)."""
+        bs = self.train_params.eval_batch_size
+        per_device: dict[int, float] = {}
+        for d in self._devices(devices):
+            self._model.load_state_dict(self._states[d] if d in self._states else self.initial_state(d))
+            per_device[d] = evaluate_accuracy(self._model, *self.data.test(d), batch_size=bs)
+        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+
+    def global_accuracy(self) -> float:
+        """The FedAvg global model on ``fd.global_test()`` (not part of ``evaluate``)."""
+        self._model.load_state_dict(self.global_state)
+        return evaluate_accuracy(self._model, *self.data.global_test(), batch_size=self.train_params.eval_batch_size)
+
+    @classmethod
+    def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
+                   num_classes: int) -> CostModel:
+        """FedAvg's bytes; two dense trainings per update."""
+        base = super().cost_model(model_config, params, input_shape, num_classes)
+        return CostModel(base.downlink_bytes, base.uplink_bytes, base.flops_per_sample, 2.0 * base.epochs)

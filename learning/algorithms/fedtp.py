@@ -1,0 +1,135 @@
+"""FedTP (Li et al., IEEE TNNLS 2023): hypernetwork-generated self-attention, FedAvg for the rest.
+
+Server state: the global values of every non-SAL parameter ("rest": embed, norm, FFL,
+head) and a ``HyperServer`` (``learning.algorithms.pfedhn``) whose hypernetwork
+(embedding → MLP trunk → one linear head per SAL tensor; ``pfl_tps.hypernetwork``)
+generates each device's SAL tensors (qkv and proj weights and biases of every block).
+
+downlink  : rest (global) + SAL_i = HN(e_i), dense fp32, all under the parameter names.
+client    : trains the whole model ``local_epochs``; uplinks the trained rest under the
+            parameter names and ΔSAL_i = SAL_sent − SAL_trained under ``"delta." + name``
+            (fp32). Devices keep nothing.
+aggregate : rest ← sample-weighted mean of the uplinked rests (FedAvg); the hypernetwork
+            takes one step with the VJPs of the ΔSAL_i, φ's weighted by client data
+            share n_i/n (``HyperServer.step``: clipped, SGD).
+evaluate  : rest + HN(e_i) on device i's test split; no global model.
+FLOPs     : dense (the device trains the full model).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from learning.algorithms.base import Client, CostModel, EvalResult, LocalResult, mean_finite
+from learning.algorithms.fedavg import FedAvg, FedAvgClient, weighted_average
+from learning.algorithms.fedper import meta_state_dict
+from learning.algorithms.fedprox import train_metrics
+from learning.algorithms.pfedhn import HN_PARAMS, HyperServer, check_hn_params, make_hyper_server
+from learning.algorithms.pfl_tps.hypernetwork import SalSpec
+from learning.algorithms.training import TrainParams, evaluate_accuracy, train_local
+from learning.flops import vit_flops_per_sample
+from learning.models import param_groups
+from learning.payload import Payload
+
+__all__ = ["FedTP", "FedTPClient", "DELTA_PREFIX", "fedtp_uplink"]
+
+#: name prefix of the ΔSAL tensors in the uplink.
+DELTA_PREFIX = "delta."
+
+#: FedTP's hypernetwork trunk is shallower than pFedHN's (one hidden layer).
+FEDTP_HN_PARAMS: dict[str, Any] = {**HN_PARAMS, "hn_layers": 2}
+
+
+def fedtp_uplink(trained: dict[str, torch.Tensor], sent: dict[str, torch.Tensor], sal: Sequence[str],
+                 round_idx: int) -> Payload:
+    """Uplink: trained non-SAL tensors + ``delta.<sal>`` = sent − trained (fp32)."""
+    sal_set = set(sal)
+    tensors = {k: v.detach().clone() for k, v in trained.items() if k not in sal_set}
+    tensors.update({DELTA_PREFIX + k: (sent[k] - trained[k]).detach().clone() for k in sal})
+    return Payload(tensors, "fp32", {"round": int(round_idx)})
+
+
+class FedTPClient(FedAvgClient):
+    """Trains rest + generated SAL; uplinks the rest and ΔSAL."""
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: (rest, SAL_i) -> (rest', ΔSAL_i)."""
+        if payload is None:
+            raise ValueError(f"fedtp device {device} needs a downlink payload")
+        model = self.model()
+        model.load_state_dict(payload.tensors)
+        x, y = self.data.train(device)
+        stats = train_local(model, x, y, self.train_params, seed)
+        uplink = fedtp_uplink(model.state_dict(), payload.tensors, param_groups(model)["sal"],
+                              int(payload.config.get("round", 0)))
+        return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
+                           int(y.shape[0]), train_metrics(stats))
+
+
+class FedTP(FedAvg):
+    """FedAvg of the non-SAL parameters + a hypernetwork for each device's SAL."""
+
+    name: ClassVar[str] = "fedtp"
+    personalized: ClassVar[bool] = True
+    extra_params: ClassVar[dict[str, Any]] = dict(FEDTP_HN_PARAMS)
+
+    def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
+        super().__init__(data, model_config, params, seed)
+        self.sal_names = list(param_groups(self._model)["sal"])
+        self.global_state = {k: v for k, v in self.global_state.items() if k not in set(self.sal_names)}
+        self.server: HyperServer = make_hyper_server(self, SalSpec.from_model(self._model), None)
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        resolved = super().resolve_params(params)
+        check_hn_params(cls.name, resolved)
+        return resolved
+
+    def make_client(self) -> Client:
+        return FedTPClient(self.data, self.model_config, self.params)
+
+    def downlink(self, device: int, round_idx: int) -> Payload | None:
+        """Global rest + HN(e_i) SAL, dense fp32."""
+        return Payload({**self.global_state, **self.server.generate(device)}, "fp32", {"round": int(round_idx)})
+
+    def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
+        """FedAvg of the rest; one hypernetwork step from the ΔSAL's (data-share weighted)."""
+        items = [(int(d), p, int(n)) for d, (p, n) in uplinks.items() if n > 0]
+        if not items:
+            return
+        self.global_state = weighted_average([{k: p.tensors[k] for k in self.global_state} for _, p, _ in items],
+                                             [n for _, _, n in items])
+        self.server.step([(d, {k: p.tensors[DELTA_PREFIX + k] for k in self.sal_names}, float(n))
+                          for d, p, n in items])
+
+    def device_model(self, device: int) -> nn.Module:
+        """Global rest + HN(e_device) SAL (loaded into the server's evaluation model)."""
+        self._model.load_state_dict({**self.global_state, **self.server.generate(device)})
+        return self._model
+
+    def global_model(self) -> nn.Module:
+        """Not defined: every device has its own SAL."""
+        raise NotImplementedError("fedtp has no global model (generated SAL per device)")
+
+    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
+        """Each device's model (rest + its generated SAL) on its own test split."""
+        bs = self.train_params.eval_batch_size
+        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
+                      for d in self._devices(devices)}
+        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+
+    @classmethod
+    def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
+                   num_classes: int) -> CostModel:
+        """Exact payload sizes from meta tensors; dense FLOPs."""
+        resolved = cls.resolve_params(params)
+        model, state = meta_state_dict(model_config, input_shape, num_classes)
+        sal = param_groups(model)["sal"]
+        down = Payload(dict(state), "fp32", {"round": 0}).wire_bytes
+        up = fedtp_uplink(state, state, sal, 0).wire_bytes
+        return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),
+                         float(TrainParams.from_params(resolved).local_epochs))
+

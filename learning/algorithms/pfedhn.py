@@ -1,0 +1,236 @@
+"""pFedHN (Shamsian et al., ICML 2021): a server hypernetwork generates each device's model.
+
+Server state (``HyperServer``): the hypernetwork HN_φ (``pfl_tps.hypernetwork``: MLP trunk
++ one linear head per target tensor, here EVERY model parameter), the client embeddings
+E (n_devices, d) (d = ``embedding_dim``, default ``int(1 + n_devices / 4)`` as in the
+paper; row i drawn N(0, embedding_init_std²), default N(0, 1) like pFedHN's
+``nn.Embedding``, from ``device_seed(i, 2)``), and one SGD
+optimizer over (φ, E) (lr 1e-2, momentum 0.9, weight decay 1e-3; as with pFedHN's dense
+``nn.Embedding`` gradients, momentum and decay also move rows of absent devices).
+The heads' biases start at a standard ViT initialisation (drawn from the server stream),
+so HN(e) = that initialisation + a small device-specific term.
+
+downlink  : θ_i = HN(e_i), all parameters, dense fp32.
+client    : trains θ_i for ``local_epochs``; uplinks Δθ_i = θ_sent − θ_trained (fp32, same
+            names; pFedHN's ``inner_state − final_state``). Devices keep nothing.
+aggregate : g_φ = Σ_i (n_i/n) · ∂θ/∂φ(e_i)ᵀ Δθ_i and g_{e_i} = ∂θ/∂e(e_i)ᵀ Δθ_i (each
+            embedding gets its own device's gradient), ``hn_vjp``; the joint gradient is
+            clipped to norm ``hn_grad_clip`` (pFedHN: 50); one SGD step.
+evaluate  : HN(e_i) on device i's test split; no global model.
+FLOPs     : dense (the device trains a full model); the hypernetwork runs on the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+from learning.algorithms.base import (
+    Algorithm,
+    Client,
+    CostModel,
+    EvalResult,
+    LocalResult,
+    mean_finite,
+    model_payload_bytes,
+)
+from learning.algorithms.fedavg import FedAvgClient
+from learning.algorithms.fedprox import train_metrics
+from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
+from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy, train_local
+from learning.flops import vit_flops_per_sample
+from learning.payload import Payload
+
+__all__ = ["PFedHN", "PFedHNClient", "HyperServer", "HN_PARAMS", "default_embedding_dim", "make_hyper_server",
+           "check_hn_params"]
+
+#: server hyper-parameters shared by pFedHN and FedTP (defaults from pFedHN).
+HN_PARAMS: dict[str, Any] = {
+    "embedding_dim": None,  # None: int(1 + n_devices / 4)
+    "embedding_init_std": 1.0,  # pFedHN: nn.Embedding, N(0, 1)
+    "hn_hidden": 100,
+    "hn_layers": 3,
+    "hn_lr": 1e-2,
+    "hn_momentum": 0.9,
+    "hn_weight_decay": 1e-3,
+    "hn_grad_clip": 50.0,
+}
+
+
+def default_embedding_dim(n_devices: int) -> int:
+    """pFedHN's embedding width ``int(1 + n_devices / 4)``."""
+    return int(1 + int(n_devices) / 4)
+
+
+def check_hn_params(name: str, params: dict[str, Any]) -> None:
+    """Range checks of the ``HN_PARAMS`` entries (errors name the key)."""
+    if params["embedding_dim"] is not None and int(params["embedding_dim"]) < 1:
+        raise ValueError(f"{name} parameter embedding_dim must be >= 1 or None, got {params['embedding_dim']}")
+    for key in ("hn_hidden", "hn_layers"):
+        if int(params[key]) < 1:
+            raise ValueError(f"{name} parameter {key} must be >= 1, got {params[key]}")
+    for key in ("hn_lr", "hn_grad_clip", "embedding_init_std"):
+        if not float(params[key]) > 0:
+            raise ValueError(f"{name} parameter {key} must be > 0, got {params[key]}")
+    if not 0 <= float(params["hn_momentum"]) < 1 or float(params["hn_weight_decay"]) < 0:
+        raise ValueError(f"{name} needs hn_momentum in [0, 1) and hn_weight_decay >= 0, got "
+                         f"{params['hn_momentum']}, {params['hn_weight_decay']}")
+
+
+class HyperServer:
+    """Hypernetwork + server-side embeddings + their SGD optimizer.
+
+    Args:
+        spec: the tensors HN generates (names and shapes).
+        base: name -> tensor every head's bias starts at (None: ``HyperNetwork``'s own init).
+        embeddings: initial embeddings (n_devices, d).
+        params: resolved algorithm params (``HN_PARAMS`` keys).
+        generator: source of φ's initial values.
+    """
+
+    def __init__(self, spec: SalSpec, base: dict[str, torch.Tensor] | None, embeddings: torch.Tensor,
+                 params: dict[str, Any], generator: torch.Generator) -> None:
+        self.spec = spec
+        self.hn = HyperNetwork(spec, int(embeddings.shape[1]), int(params["hn_hidden"]), int(params["hn_layers"]),
+                               generator)
+        if base is not None:
+            with torch.no_grad():
+                for head, name in zip(self.hn.heads, spec.names):
+                    head.bias.copy_(base[name].reshape(-1))
+        self.embeddings = nn.Parameter(embeddings.detach().clone())
+        self.clip = float(params["hn_grad_clip"])
+        self.opt = torch.optim.SGD([*self.hn.parameters(), self.embeddings], lr=float(params["hn_lr"]),
+                                   momentum=float(params["hn_momentum"]),
+                                   weight_decay=float(params["hn_weight_decay"]))
+
+    @torch.no_grad()
+    def generate(self, device: int) -> dict[str, torch.Tensor]:
+        """θ_i = HN(e_i) as name -> tensor (detached)."""
+        return {k: v.clone() for k, v in self.spec.split(self.hn(self.embeddings[int(device)])).items()}
+
+    def step(self, items: Sequence[tuple[int, dict[str, torch.Tensor], float]]) -> None:
+        """One pFedHN step from (device, Δθ = θ_sent − θ_trained as name -> tensor, weight) items.
+
+        φ's gradient is the weight-normalised sum of the devices' VJPs; e_i's is its own VJP.
+        No-op without items or with zero total weight.
+        """
+        total = float(sum(w for _, _, w in items))
+        if not items or not total > 0:
+            return
+        params = list(self.hn.parameters())
+        acc = [torch.zeros_like(p) for p in params]
+        emb_grad = torch.zeros_like(self.embeddings)
+        for device, delta, w in items:
+            # hn_vjp takes θ_trained − θ_sent and uses −(that) as grad_outputs: the same VJP with Δθ.
+            flat = -self.spec.flatten({k: v.detach().to(torch.float32) for k, v in delta.items()})
+            grads, grad_e = hn_vjp(self.hn, self.embeddings[int(device)].detach(), flat, wrt_embedding=True)
+            for a, g in zip(acc, grads):
+                a.add_(g, alpha=float(w) / total)
+            assert grad_e is not None
+            emb_grad[int(device)] += grad_e
+        for p, g in zip(params, acc):
+            p.grad = g
+        self.embeddings.grad = emb_grad
+        torch.nn.utils.clip_grad_norm_([*params, self.embeddings], self.clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def initial_embeddings(alg: Algorithm, n_devices: int, dim: int, std: float) -> torch.Tensor:
+    """(n_devices, dim) embeddings; row i ~ N(0, std²) drawn from ``alg.device_seed(i, 2)``."""
+    rows = [torch.randn(dim, generator=torch.Generator().manual_seed(alg.device_seed(i, 2))) * std
+            for i in range(n_devices)]
+    return torch.stack(rows)
+
+
+def make_hyper_server(alg: Algorithm, spec: SalSpec, base: dict[str, torch.Tensor] | None) -> HyperServer:
+    """The ``HyperServer`` of ``alg`` (params from ``alg.params``; φ from server stream 3)."""
+    n = int(alg.data.n_devices)
+    dim = alg.params["embedding_dim"]
+    dim = default_embedding_dim(n) if dim is None else int(dim)
+    emb = initial_embeddings(alg, n, dim, float(alg.params["embedding_init_std"]))
+    gen = torch.Generator().manual_seed(derive_seed(alg.seed, 0, 3))  # server stream 3: φ
+    return HyperServer(spec, base, emb, alg.params, gen)
+
+
+class PFedHNClient(FedAvgClient):
+    """Trains the generated model; uplinks Δθ = θ_sent − θ_trained."""
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, fp32)."""
+        if payload is None:
+            raise ValueError(f"pfedhn device {device} needs a downlink payload")
+        model = self.model()
+        model.load_state_dict(payload.tensors)
+        x, y = self.data.train(device)
+        stats = train_local(model, x, y, self.train_params, seed)
+        trained = model.state_dict()
+        delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}
+        uplink = Payload(delta, "fp32", {"round": int(payload.config.get("round", 0))})
+        return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
+                           int(y.shape[0]), train_metrics(stats))
+
+
+class PFedHN(Algorithm):
+    """Personalised FL with a server hypernetwork generating whole models."""
+
+    name: ClassVar[str] = "pfedhn"
+    communicates: ClassVar[bool] = True
+    personalized: ClassVar[bool] = True
+    extra_params: ClassVar[dict[str, Any]] = dict(HN_PARAMS)
+
+    def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
+        super().__init__(data, model_config, params, seed)
+        self._model = self.new_model(seed=derive_seed(self.seed, 0, 1))  # server stream 1: base init
+        base = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        spec = SalSpec(tuple(base), tuple(tuple(v.shape) for v in base.values()))
+        self.server = make_hyper_server(self, spec, base)
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
+        resolved = super().resolve_params(params)
+        check_hn_params(cls.name, resolved)
+        return resolved
+
+    def make_client(self) -> Client:
+        return PFedHNClient(self.data, self.model_config, self.params)
+
+    def initial_state(self, device: int) -> Any:
+        """Devices keep nothing."""
+        return None
+
+    def commit(self, result: LocalResult) -> None:
+        """Nothing to store on the device side."""
+        return None
+
+    def downlink(self, device: int, round_idx: int) -> Payload | None:
+        """θ_i = HN(e_i), dense fp32."""
+        return Payload(self.server.generate(device), "fp32", {"round": int(round_idx)})
+
+    def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
+        """One hypernetwork step from the arrived Δθ's (sample-weighted for φ)."""
+        self.server.step([(int(d), p.tensors, float(n)) for d, (p, n) in uplinks.items() if n > 0])
+
+    def device_model(self, device: int) -> nn.Module:
+        """The model HN(e_device) (loaded into the server's evaluation model)."""
+        self._model.load_state_dict(self.server.generate(device))
+        return self._model
+
+    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
+        """HN(e_i) on each device's own test split; no global model."""
+        bs = self.train_params.eval_batch_size
+        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
+                      for d in self._devices(devices)}
+        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+
+    @classmethod
+    def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
+                   num_classes: int) -> CostModel:
+        """All parameters (fp32) down (θ) and up (Δθ); dense FLOPs."""
+        resolved = cls.resolve_params(params)
+        nbytes = model_payload_bytes(model_config, input_shape, num_classes, "fp32", {"round": 0})
+        return CostModel(nbytes, nbytes, vit_flops_per_sample(model_config, input_shape, num_classes),
+                         float(TrainParams.from_params(resolved).local_epochs))
+
