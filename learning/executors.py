@@ -4,6 +4,8 @@ Protocol: ``executor.run(client, tasks) -> list[LocalResult]`` with tasks
 ``(device, state, payload, seed)`` and results in task order; ``close()``; context manager.
 
 - ``SequentialExecutor``: in this process, ``torch.set_num_threads(threads)``.
+- ``BatchedExecutor`` (``learning.batched``): many devices' updates at once with ``torch.func``.
+- ``RayExecutor`` (``learning.ray_executor``): Ray actors, local or on a cluster (``address``).
 - ``ProcessExecutor``: a ``multiprocessing`` pool of ``workers`` processes, each with
   ``torch.set_num_threads(threads)``. The client (data + config) is pickled once per pool,
   in the worker initializer; passing a different client object re-creates the pool.
@@ -148,11 +150,28 @@ class ProcessExecutor:
             pass
 
 
-EXECUTORS: dict[str, type] = {"sequential": SequentialExecutor, "process": ProcessExecutor}
+def _batched(workers: int = 1, threads: int = 1) -> Executor:
+    from learning.batched import BatchedExecutor  # lazy: torch.func machinery only when used
+
+    return BatchedExecutor(workers=workers, threads=threads)
 
 
-def make_executor(name: str, workers: int = 1, threads: int = 1) -> SequentialExecutor | ProcessExecutor:
-    """Build the registered executor ``name`` (unknown names raise ``ValueError``)."""
+def _ray(workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
+    from learning.ray_executor import RayExecutor  # lazy: ray is an optional extra
+
+    return RayExecutor(workers=workers, threads=threads, address=address)
+
+
+#: name -> executor class or factory (batched: ``learning.batched``; ray: ``learning.ray_executor``).
+EXECUTORS: dict[str, Any] = {"sequential": SequentialExecutor, "process": ProcessExecutor,
+                             "batched": _batched, "ray": _ray}
+
+
+def make_executor(name: str, workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
+    """Build the registered executor ``name`` (unknown names raise ``ValueError``);
+    ``address`` (``auto|local|HOST:PORT``) is used by ``ray`` only."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; allowed: {sorted(EXECUTORS)}")
+    if name == "ray":
+        return EXECUTORS[name](workers=workers, threads=threads, address=address)
     return EXECUTORS[name](workers=workers, threads=threads)

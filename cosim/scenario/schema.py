@@ -276,11 +276,29 @@ class FL(StrictModel):
 
 
 class Execution(StrictModel):
-    """How local updates are executed (not what they compute)."""
+    """How local updates are executed (not what they compute).
 
-    executor: Literal["sequential", "process"] = "sequential"
+    ``executor``: ``sequential`` | ``process`` (``workers`` processes) | ``batched`` (many
+    devices at once with ``torch.func``) | ``ray`` (``workers`` Ray actors). ``address``
+    (ray only): ``auto`` | ``local`` | ``HOST:PORT`` of an existing Ray cluster's head.
+    """
+
+    executor: Literal["sequential", "process", "batched", "ray"] = "sequential"
     workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
     threads: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
+    address: str = "local"
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        if value in ("auto", "local"):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+            raise PydanticCustomError(
+                "cosim", "{value} is not auto, local or HOST:PORT (port 1-65535)", {"value": fmt_value(value)}
+            )
+        return value
 
 
 class Output(StrictModel):

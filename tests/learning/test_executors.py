@@ -68,10 +68,10 @@ def test_new_client_recreates_pool(data: Any) -> None:
 
 
 def test_registry_and_validation() -> None:
-    assert set(EXECUTORS) == {"sequential", "process"}
+    assert set(EXECUTORS) == {"sequential", "process", "batched", "ray"}
     assert isinstance(make_executor("sequential", threads=1), SequentialExecutor)
     with pytest.raises(ValueError, match="allowed.*process"):
-        make_executor("ray")
+        make_executor("gpu")
     with pytest.raises(ValueError, match="workers"):
         make_executor("process", workers=0)
     with pytest.raises(ValueError, match="start method"):

@@ -179,13 +179,18 @@ class PFLTPS(Algorithm):
 
     # ----------------------------------------------------------------- evaluation
     def device_model(self, device: int) -> torch.nn.Module:
-        """``device``'s current model (personal parameters, own thresholds, SAL from HN(ê) or
-        personal); an untrained device uses its initial state, without storing it."""
+        """``device``'s current model, the one it holds: personal parameters, own thresholds
+        and the SAL it last received as adapted by its own training. A device that never
+        took part uses its initial state (not stored) with HN(ê) at the current φ, i.e.
+        what its first downlink would bring."""
         state = self._states[device] if device in self._states else self.initial_state(device)
         theta = None
         if self.hn is not None:
-            with torch.no_grad():
-                theta = self.hn(self.server_embedding(device))
+            if "sal" in state:
+                theta = state["sal"]
+            else:
+                with torch.no_grad():
+                    theta = self.hn(self.server_embedding(device))
         load_net(self._net, state, theta)
         return self._net.vit
 

@@ -208,7 +208,8 @@ def _net_flops_per_sample(model_config: dict[str, Any], input_shape: tuple[int, 
 
 def net_state(net: PFLTPSNet, cfg: PFLTPSConfig) -> dict[str, Any]:
     """The device state held by ``net``: personal ``params`` (SAL only when the hypernetwork
-    is off), ``thresholds`` (layer -> (out,)) and ``embedding`` (d,) (linear SAL only)."""
+    is off), ``thresholds`` (layer -> (out,)) and ``embedding`` (d,) (linear SAL only).
+    ``local_update`` adds ``sal`` (n_sal,), the SAL the device holds after training."""
     sal = set(net.spec.names) if cfg.hypernetwork_enabled else set()
     thr = {threshold_key(n) for n in net.layer_names}
     state: dict[str, Any] = {
@@ -302,6 +303,10 @@ class PFLTPSClient(Client):
         net.flops_count = 0
         stats = train_local(net, x, y, self.train_params, seed, optimizer=opt, extra_loss=penalty)  # type: ignore[arg-type]
         new_state = net_state(net, cfg)
+        if cfg.hypernetwork_enabled:
+            # The SAL the device now holds (received θ adapted by its training): its model
+            # until its next downlink. Kept on the device, never sent.
+            new_state["sal"] = net.sal_theta().detach().clone()
         round_idx = int(payload.config.get("round", 0)) if payload is not None else 0
         delta = None
         if cfg.hypernetwork_enabled and cfg.sal_update == "delta":

@@ -1,0 +1,375 @@
+"""Batched executor: the local updates of many devices of one round at once (``torch.func``).
+
+*What* runs stays the algorithm's (its ``Client``); this module only changes *how*. As in
+FedJAX's ``for_each_client``, the per-device parameters are stacked along a leading
+device axis and one training step of every device is a single ``vmap`` of
+``functional_call`` over that axis, followed by one backward pass (the devices' losses are
+summed; their parameters are disjoint, so each device gets exactly its own gradient) and a
+functional Adam / SGD step on the stacked tensors.
+
+An algorithm opts in through a ``BatchedPlan`` (what its local update computes, written
+functionally): ``BATCHED_PLANS`` maps a client class (exact type, so a subclass with a
+different update, e.g. FedProx, is never batched by mistake) to its plan; a client may also
+provide ``batched_plan() -> BatchedPlan``. Plans exist for FedAvg, local-only and PFL-TPS
+(``learning.batched_pfl_tps``). Tasks whose client has no plan, whose model uses dropout
+(per-device dropout streams cannot be reproduced under ``vmap``) or whose device has no
+training data run sequentially in this process, so results never depend on the executor.
+
+Ragged data: every device keeps its own shuffled batches (same generator as
+``train_local``). Devices are sorted by their number of steps, so at step ``k`` the devices
+still training are a prefix of the stack; only that prefix is computed and updated and a
+finished device's parameters and optimizer state are not touched (exact no-op). Batches of
+different sizes are padded with a weight-0 copy of a real sample; the loss is the mean over
+the real samples only, so padding changes neither loss nor gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from learning.algorithms.base import Client, LocalResult
+from learning.algorithms.fedavg import FedAvgClient
+from learning.algorithms.local import LocalClient
+from learning.algorithms.training import TrainParams, _batch_indices
+from learning.payload import Payload
+
+__all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
+           "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor"]
+
+Task = tuple[int, Any, "Payload | None", int]
+ADAM_BETAS: tuple[float, float] = (0.9, 0.999)  # torch.optim.Adam defaults
+ADAM_EPS: float = 1e-8
+
+
+# --------------------------------------------------------------------------- optimizers
+@torch.no_grad()
+def adam_step_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
+               step: int, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = ADAM_BETAS,
+               eps: float = ADAM_EPS) -> None:
+    """One Adam step in place, the same operations as ``torch.optim.Adam``'s single-tensor
+    path (L2 weight decay, no amsgrad); ``step`` counts this step (1 on the first)."""
+    beta1, beta2 = betas
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step_size = lr / (1 - beta1**step)
+    denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+@torch.no_grad()
+def sgd_step_(param: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor | None, lr: float, momentum: float = 0.0,
+              weight_decay: float = 0.0) -> torch.Tensor | None:
+    """One SGD step in place as ``torch.optim.SGD`` (no dampening, no Nesterov); returns the
+    momentum buffer (created from the gradient on the first step, None without momentum)."""
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    if momentum != 0:
+        if buf is None:
+            buf = grad.detach().clone()
+        else:
+            buf.mul_(momentum).add_(grad)
+        grad = buf
+    param.add_(grad, alpha=-lr)
+    return buf
+
+
+class StackedOptimizer:
+    """Adam or SGD over stacked per-device tensors (device axis first).
+
+    ``step(k, m, grads)`` updates the first ``m`` devices (the prefix still training) with
+    their ``k``-th step (1-based); state rows of the other devices are left untouched.
+
+    Args:
+        params: name -> stacked tensor (D, ...), updated in place.
+        hyper: name -> (lr, weight_decay) of that tensor's parameter group.
+        hp: the common training hyper-parameters (optimizer kind, momentum).
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], hyper: dict[str, tuple[float, float]],
+                 hp: TrainParams) -> None:
+        self.params, self.hyper, self.kind, self.momentum = params, hyper, hp.optimizer, hp.momentum
+        if self.kind == "adam":
+            self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+            self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.bufs: dict[str, torch.Tensor] = {}
+
+    def step(self, k: int, m: int, grads: dict[str, torch.Tensor]) -> None:
+        """Apply step ``k`` to devices ``[0, m)`` with ``grads[name]`` of shape (m, ...)."""
+        for name, grad in grads.items():
+            lr, wd = self.hyper[name]
+            param = self.params[name][:m]
+            if self.kind == "adam":
+                adam_step_(param, grad, self.exp_avg[name][:m], self.exp_avg_sq[name][:m], k, lr, wd)
+            else:
+                buf = self.bufs[name][:m] if k > 1 and self.momentum != 0 else None
+                new = sgd_step_(param, grad, buf, lr, self.momentum, wd)
+                if k == 1 and new is not None:  # every device trains on step 1: buffer rows for all
+                    self.bufs[name] = new
+
+
+# --------------------------------------------------------------------------- plans
+@dataclass
+class DeviceInit:
+    """One task, prepared: trainable ``params``, constant ``consts`` (both name -> tensor,
+    fed to the forward), training data ``x`` (n, C, H, W) / ``y`` (n,) and ``extra`` (plan
+    specific)."""
+
+    params: dict[str, torch.Tensor]
+    consts: dict[str, torch.Tensor]
+    x: torch.Tensor
+    y: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DeviceStats:
+    """What batched training did for one device (as ``TrainStats`` plus per-step counters)."""
+
+    samples_processed: int
+    loss: float
+    accuracy: float
+    flops: int | None  # summed per-step FLOPs (plans that count per step), else None
+    resets: int
+
+
+class BatchedPlan:
+    """The functional description of one algorithm's local update (override per algorithm).
+
+    The executor calls ``prepare`` per task, stacks the results, trains with ``forward``
+    (+ ``extra_loss``) and ``hyper``'s optimizer groups, calls ``step_flops`` before and
+    ``post_step`` after every step, and builds each result with ``finish``.
+    """
+
+    #: True when ``extra_loss`` contributes to the training loss.
+    has_extra_loss: bool = False
+    #: True when ``step_flops`` counts FLOPs per step (else ``finish`` counts them).
+    counts_step_flops: bool = False
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.hp: TrainParams = client.train_params
+
+    def supported(self) -> bool:
+        """Whether this client's updates can be batched (dropout must be off)."""
+        return float(self.client.model_config.get("dropout", 0.0)) == 0.0
+
+    def prepare(self, task: Task) -> DeviceInit:
+        raise NotImplementedError
+
+    def hyper(self, name: str) -> tuple[float, float]:
+        """(lr, weight_decay) of trainable tensor ``name``."""
+        return self.hp.lr, self.hp.weight_decay
+
+    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """One device's logits (B, classes) from its (unstacked) tensors; run under ``vmap``."""
+        raise NotImplementedError
+
+    def extra_loss(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One device's regulariser (scalar); run under ``vmap``."""
+        raise NotImplementedError
+
+    def step_flops(self, params: dict[str, torch.Tensor], m: int) -> list[int] | None:
+        """FLOPs per sample of devices ``[0, m)`` before this step (None: counted in ``finish``)."""
+        return None
+
+    def post_step(self, params: dict[str, torch.Tensor], m: int) -> torch.Tensor | None:
+        """In-place projection after a step of devices ``[0, m)``; returns resets per device (m,)."""
+        return None
+
+    def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
+        raise NotImplementedError
+
+
+def _metrics(stats: DeviceStats) -> dict[str, float]:
+    return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
+            "samples_processed": float(stats.samples_processed)}
+
+
+class PlainModelPlan(BatchedPlan):
+    """FedAvg (``mode="fedavg"``: start from the downlinked model, upload it) or local-only
+    (``mode="local"``: start from and keep the device's own model); plain cross-entropy."""
+
+    def __init__(self, client: Client, mode: str) -> None:
+        super().__init__(client)
+        if mode not in ("fedavg", "local"):
+            raise ValueError(f"unknown plain plan mode {mode!r}; allowed: ['fedavg', 'local']")
+        self.mode = mode
+        self.template = client.model()
+        self.names = [n for n, p in self.template.named_parameters() if p.requires_grad]
+
+    def prepare(self, task: Task) -> DeviceInit:
+        device, state, payload, _ = task
+        if self.mode == "fedavg" and payload is None:
+            raise ValueError(f"fedavg device {device} needs a downlink payload")
+        if self.mode == "local" and state is None:
+            raise ValueError(f"local device {device} needs its state (a state_dict)")
+        start = payload.tensors if self.mode == "fedavg" else state  # type: ignore[union-attr]
+        params = {n: start[n].detach().to(torch.float32) for n in self.names}
+        consts = {n: v.detach() for n, v in start.items() if n not in params}
+        x, y = self.client.data.train(int(device))
+        return DeviceInit(params, consts, x, y, {"keys": list(start)})
+
+    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.template, {**params, **consts}, (x,))
+
+    def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
+        merged = {**init.consts, **final}
+        state_dict = {k: merged[k].clone() for k in init.extra["keys"]}
+        flops = self.client.flops_per_sample * stats.samples_processed
+        device, _, payload, _ = task
+        if self.mode == "fedavg":
+            uplink = Payload(state_dict, "fp32", {"round": int(payload.config.get("round", 0))})  # type: ignore[union-attr]
+            return LocalResult(int(device), None, uplink, flops, int(init.y.shape[0]), _metrics(stats))
+        return LocalResult(int(device), state_dict, None, flops, int(init.y.shape[0]), _metrics(stats))
+
+
+def _pfl_tps_plan(client: Client) -> BatchedPlan:
+    from learning.batched_pfl_tps import PFLTPSPlan  # lazy: keeps this module light
+
+    return PFLTPSPlan(client)
+
+
+#: client class (exact type) -> plan factory.
+BATCHED_PLANS: dict[type, Callable[[Client], BatchedPlan]] = {
+    FedAvgClient: lambda c: PlainModelPlan(c, "fedavg"),
+    LocalClient: lambda c: PlainModelPlan(c, "local"),
+}
+
+
+def batched_plan(client: Client) -> BatchedPlan | None:
+    """The client's batched plan, or None when its updates must run sequentially."""
+    if hasattr(client, "batched_plan"):
+        plan = client.batched_plan()
+    else:
+        from learning.algorithms.pfl_tps.client import PFLTPSClient
+
+        factory = _pfl_tps_plan if type(client) is PFLTPSClient else BATCHED_PLANS.get(type(client))
+        plan = factory(client) if factory is not None else None
+    return plan if plan is not None and plan.supported() else None
+
+
+# --------------------------------------------------------------------------- training loop
+def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[DeviceInit]) -> list[dict[str, Any]]:
+    """Train every prepared device at once; returns, in task order, ``{"final": name ->
+    tensor, "stats": DeviceStats}``. Every device must have at least one training sample."""
+    hp = plan.hp
+    batches = [_batch_indices(int(i.y.shape[0]), hp.local_epochs, hp.batch_size,
+                              torch.Generator().manual_seed(int(t[3]))) for t, i in zip(tasks, inits)]
+    order = sorted(range(len(tasks)), key=lambda j: -len(batches[j]))  # stable: longest first
+    n_steps = [len(batches[j]) for j in order]
+    d_all, s_max, bsz = len(order), n_steps[0], hp.batch_size
+    params = {n: torch.stack([inits[j].params[n] for j in order]) for n in inits[0].params}
+    consts = {n: torch.stack([inits[j].consts[n] for j in order]) for n in inits[0].consts}
+    offsets, x_parts, y_parts, start = [], [], [], 0
+    for j in order:
+        offsets.append(start)
+        x_parts.append(inits[j].x)
+        y_parts.append(inits[j].y)
+        start += int(inits[j].y.shape[0])
+    x_cat, y_cat = torch.cat(x_parts), torch.cat(y_parts)
+    index = torch.zeros(s_max, d_all, bsz, dtype=torch.int64)
+    counts = torch.zeros(s_max, d_all, dtype=torch.int64)
+    for pos, j in enumerate(order):
+        index[:, pos, :] = offsets[pos]  # padding: a real sample of the same device, weight 0
+        for k, idx in enumerate(batches[j]):
+            index[k, pos, : idx.shape[0]] = idx + offsets[pos]
+            counts[k, pos] = idx.shape[0]
+    mask = torch.arange(bsz).expand(s_max, d_all, bsz) < counts.unsqueeze(-1)
+    opt = StackedOptimizer(params, {n: plan.hyper(n) for n in params}, hp)
+    loss_sum = torch.zeros(d_all, dtype=torch.float64)
+    correct = torch.zeros(d_all, dtype=torch.int64)
+    flops = torch.zeros(d_all, dtype=torch.int64)
+    resets = torch.zeros(d_all, dtype=torch.int64)
+    with_extra = plan.has_extra_loss
+    forward = torch.func.vmap(plan.forward, randomness="same")
+    extra = torch.func.vmap(plan.extra_loss) if with_extra else None
+    for k in range(s_max):
+        m = sum(1 for s in n_steps if s > k)  # devices still training: a prefix of the stack
+        cnt = counts[k, :m]
+        width = int(cnt.max())
+        idx, msk = index[k, :m, :width], mask[k, :m, :width]
+        xb, yb = x_cat[idx], y_cat[idx]
+        if plan.counts_step_flops:
+            fps = plan.step_flops(params, m)
+            flops[:m] += cnt * torch.tensor(fps, dtype=torch.int64)
+        sub = {n: p[:m].detach().requires_grad_(True) for n, p in params.items()}
+        csub = {n: c[:m] for n, c in consts.items()}
+        with torch.enable_grad():
+            logits = forward(sub, csub, xb)  # (m, width, classes)
+            ce = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(m, width)
+            loss = (ce * msk).sum(dim=1) / cnt
+            total = loss + extra(sub, csub) if extra is not None else loss
+            grads = torch.autograd.grad(total.sum(), list(sub.values()))
+        opt.step(k + 1, m, dict(zip(sub, grads)))
+        reset = plan.post_step(params, m)
+        if reset is not None:
+            resets[:m] += reset
+        with torch.no_grad():
+            loss_sum[:m] += loss.detach() * cnt.to(torch.float32)
+            correct[:m] += ((logits.argmax(dim=-1) == yb) & msk).sum(dim=1)
+    out: list[dict[str, Any]] = [{} for _ in tasks]
+    for pos, j in enumerate(order):
+        processed = int(counts[:, pos].sum())
+        stats = DeviceStats(processed, float(loss_sum[pos]) / processed, float(correct[pos]) / processed,
+                            int(flops[pos]) if plan.counts_step_flops else None, int(resets[pos]))
+        out[j] = {"final": {n: p[pos].clone() for n, p in params.items()}, "stats": stats}
+    return out
+
+
+class BatchedExecutor:
+    """Runs the tasks of one call together (``vmap``), in groups of at most ``max_devices``.
+
+    Args:
+        workers: ignored (one process; accepted for a uniform factory signature).
+        threads: torch intra-op threads in this process.
+        max_devices: largest number of devices trained in one stack (memory bound).
+    """
+
+    def __init__(self, workers: int = 1, threads: int = 1, max_devices: int = 256) -> None:
+        if workers < 1 or threads < 1 or max_devices < 1:
+            raise ValueError(f"workers, threads and max_devices must be >= 1, got {workers}, {threads}, {max_devices}")
+        self.threads, self.max_devices = threads, max_devices
+        self._client: Client | None = None
+        self._plan: BatchedPlan | None = None
+
+    def plan_for(self, client: Client) -> BatchedPlan | None:
+        """The (cached) plan of ``client``; None: its tasks run sequentially."""
+        if self._client is not client:
+            self._client, self._plan = client, batched_plan(client)
+        return self._plan
+
+    def run(self, client: Client, tasks: Sequence[Task]) -> list[LocalResult]:
+        """Results of ``client.local_update(*task)`` in task order (within float tolerance)."""
+        torch.set_num_threads(self.threads)
+        plan = self.plan_for(client)
+        results: list[LocalResult | None] = [None] * len(tasks)
+        batch: list[int] = []
+        for pos, (device, _, _, _) in enumerate(tasks):
+            if plan is not None and client.data.num_train(int(device)) > 0:
+                batch.append(pos)
+            else:
+                d, state, payload, seed = tasks[pos]
+                results[pos] = client.local_update(int(d), state, payload, int(seed))
+        for start in range(0, len(batch), self.max_devices):
+            group = batch[start : start + self.max_devices]
+            gtasks = [tuple(tasks[p]) for p in group]
+            inits = [plan.prepare(t) for t in gtasks]  # type: ignore[union-attr, arg-type]
+            for pos, t, init, out in zip(group, gtasks, inits, train_batched(plan, gtasks, inits)):  # type: ignore[arg-type]
+                results[pos] = plan.finish(t, init, out["final"], out["stats"])  # type: ignore[union-attr, arg-type]
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Forget the cached plan."""
+        self._client = self._plan = None
+
+    def __enter__(self) -> "BatchedExecutor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

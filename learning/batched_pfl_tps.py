@@ -1,0 +1,201 @@
+"""Batched plan of the PFL-TPS local update (see ``learning.batched`` and
+``learning.algorithms.pfl_tps.client``): the same update, written functionally for ``vmap``.
+
+* The masked FFL layers run as ``_VmapMaskedLinear``: the forward value ``W ⊙ 1[|W| > t]``
+  and the gradients of ``ThresholdMask`` (straight-through for ``W``, long-tailed surrogate
+  for ``t``) written with plain differentiable operations, because a legacy
+  ``autograd.Function`` cannot run under ``torch.func`` transforms::
+
+      W + stop(W⊙M − W) − stop(W · step'(|W| − t)) ⊙ (t − stop(t))
+
+  has the value ``W⊙M`` exactly (the last factor is exactly 0) and the same derivatives.
+* The linearised SAL ``θ = θ0 + J (e − ê)`` is computed per device inside the vmapped
+  forward; θ0, J, ê are per-device constants and the embedding e is trained.
+* Per step, FLOPs are counted from the mask density of every still-training device before
+  its forward; after each optimizer step thresholds are clamped to >= 0 and those of a
+  layer keeping at most ``prune_reset_density`` of its weights are reset to 0 — the same
+  rules as the sequential client, vectorised over the device axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from learning.algorithms.base import LocalResult
+from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, threshold_key
+from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, step_surrogate_grad
+from learning.batched import BatchedPlan, DeviceInit, DeviceStats, Task
+from learning.flops import vit_flops_per_sample
+
+__all__ = ["PFLTPSPlan", "masked_weight_functional"]
+
+EMBEDDING = "_embedding"  # name of the trainable embedding among the stacked tensors
+
+
+def masked_weight_functional(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """``ThresholdMask.apply(weight (out, in), threshold (out,))`` in plain operations (same
+    value, same STE / surrogate gradients), usable under ``vmap``."""
+    w, t = weight.detach(), threshold.detach()
+    x = w.abs() - t.unsqueeze(-1)
+    keep = (x > 0).to(w.dtype)
+    surrogate = w * step_surrogate_grad(x)
+    return weight + (w * keep - w) - surrogate * (threshold - t).unsqueeze(-1)
+
+
+class _VmapMaskedLinear(ThresholdMaskedLinear):
+    """``ThresholdMaskedLinear`` with a ``vmap``-compatible forward (same parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, masked_weight_functional(self.weight, self.threshold), self.bias)
+
+
+@functools.lru_cache(maxsize=65536)
+def _flops(model_config: tuple[tuple[str, Any], ...], input_shape: tuple[int, int, int], num_classes: int,
+           density: tuple[float, ...] | None) -> int:
+    return int(vit_flops_per_sample(dict(model_config), input_shape, num_classes,
+                                    ffl_density=list(density) if density is not None else None))
+
+
+class PFLTPSPlan(BatchedPlan):
+    """Functional PFL-TPS local update (all three SAL modes, pruning on or off)."""
+
+    counts_step_flops = True
+
+    def __init__(self, client: PFLTPSClient) -> None:  # type: ignore[override]
+        super().__init__(client)
+        self.cfg = client.cfg
+        net = client.model()
+        self.layer_names: list[str] = list(net.layer_names)
+        self.thr_names = [threshold_key(n) for n in self.layer_names]
+        self.spec = net.spec
+        self.linear = bool(net.linear_sal)
+        self.has_extra_loss = bool(self.layer_names)
+        self.vit_names = [n for n, _ in net.vit.named_parameters()]
+        sal = set(self.spec.names)
+        self.train_names = [n for n in self.vit_names if not (self.linear and n in sal)]
+        self.state_names = [n for n in self.vit_names
+                            if n not in set(self.thr_names) and not (self.cfg.hypernetwork_enabled and n in sal)]
+        self.twin = copy.deepcopy(net.vit)
+        for mod in self.twin.modules():
+            if isinstance(mod, ThresholdMaskedLinear):
+                mod.__class__ = _VmapMaskedLinear
+        self.twin.train()
+        self._flops_key = (tuple(sorted(client.model_config.items())), tuple(client.input_shape),
+                           int(client.num_classes))
+
+    # ----------------------------------------------------------------- setup
+    def prepare(self, task: Task) -> DeviceInit:
+        device, state, payload, _ = task
+        cfg = self.cfg
+        if state is None:
+            raise ValueError(f"pfl_tps device {device} needs its state")
+        if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
+            raise ValueError(f"pfl_tps device {device} needs a downlink payload")
+        tensors = payload.tensors if payload is not None else {}
+        full: dict[str, torch.Tensor] = dict(state["params"])
+        thr = {n: tensors[threshold_key(n)] for n in self.layer_names} if cfg.pruning_enabled else state["thresholds"]
+        full.update({threshold_key(n): thr[n] for n in self.layer_names})
+        if cfg.hypernetwork_enabled:
+            full.update(self.spec.split(tensors["sal_theta"].detach().to(torch.float32)))
+        params = {n: full[n].detach().to(torch.float32).clone() for n in self.train_names}
+        consts: dict[str, torch.Tensor] = {}
+        if self.linear:
+            params[EMBEDDING] = state["embedding"].detach().to(torch.float32).clone()
+            consts = {"theta0": tensors["sal_theta"], "jac": tensors["sal_jacobian"],
+                      "anchor": tensors["embedding_anchor"]}
+            consts = {k: v.detach().to(torch.float32) for k, v in consts.items()}
+        x, y = self.client.data.train(int(device))
+        start = self._densities({n: params[n].unsqueeze(0) for n in self._mask_names()}, 1, "density")
+        return DeviceInit(params, consts, x, y, {"full": full, "density_start": start[0]})
+
+    def hyper(self, name: str) -> tuple[float, float]:
+        if name == EMBEDDING:
+            return self.cfg.embedding_lr, 0.0
+        if name in self.thr_names:
+            return self.hp.lr, 0.0
+        return self.hp.lr, self.hp.weight_decay
+
+    # ----------------------------------------------------------------- per device (vmapped)
+    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        vit = {n: params[n] for n in self.train_names}
+        if self.linear:
+            theta = consts["theta0"] + consts["jac"] @ (params[EMBEDDING] - consts["anchor"])
+            vit.update(self.spec.split(theta))
+        return torch.func.functional_call(self.twin, vit, (x,))
+
+    def extra_loss(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros(())
+        for name in self.thr_names:
+            total = total + torch.exp(-params[name]).sum()
+        return self.cfg.prune_lambda * total
+
+    # ----------------------------------------------------------------- per step (stacked)
+    def _mask_names(self) -> list[str]:
+        return [f"{n}.weight" for n in self.layer_names] + self.thr_names
+
+    @torch.no_grad()
+    def _densities(self, params: dict[str, torch.Tensor], m: int, mode: str) -> list[list[float]]:
+        """Per device of ``[0, m)``, each layer's density (``"density"`` or ``"rows"``)."""
+        cols = []
+        for name in self.layer_names:
+            keep = params[f"{name}.weight"][:m].abs() > params[threshold_key(name)][:m].unsqueeze(-1)
+            dens = keep.float().mean(dim=(1, 2)) if mode == "density" else keep.any(dim=2).float().mean(dim=1)
+            cols.append(dens.tolist())
+        return [list(row) for row in zip(*cols)] if cols else [[] for _ in range(m)]
+
+    def step_flops(self, params: dict[str, torch.Tensor], m: int) -> list[int]:
+        if not self.layer_names:
+            return [_flops(*self._flops_key, None)] * m
+        rows = self._densities(params, m, self.cfg.pruning_flops)
+        return [_flops(*self._flops_key, tuple(r)) for r in rows]
+
+    @torch.no_grad()
+    def post_step(self, params: dict[str, torch.Tensor], m: int) -> torch.Tensor | None:
+        if not self.layer_names:
+            return None
+        resets = torch.zeros(m, dtype=torch.int64)
+        for name in self.layer_names:
+            t = params[threshold_key(name)][:m]
+            t.clamp_(min=0.0)
+            dens = (params[f"{name}.weight"][:m].abs() > t.unsqueeze(-1)).float().mean(dim=(1, 2))
+            reset = dens.double() <= self.cfg.prune_reset_density
+            t.masked_fill_(reset.unsqueeze(-1), 0.0)
+            resets += reset.to(torch.int64)
+        return resets
+
+    # ----------------------------------------------------------------- result
+    def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
+        device, _, payload, _ = task
+        cfg = self.cfg
+        merged = {**init.extra["full"], **final}
+        new_state: dict[str, Any] = {
+            "params": {n: merged[n].clone() for n in self.state_names},
+            "thresholds": {n: merged[threshold_key(n)].clone() for n in self.layer_names},
+        }
+        if self.linear:
+            new_state["embedding"] = final[EMBEDDING].clone()
+        delta = None
+        if cfg.hypernetwork_enabled:  # the SAL the device holds after training (kept, never sent)
+            if self.linear:
+                c = init.consts
+                sal = c["theta0"] + c["jac"] @ (final[EMBEDDING] - c["anchor"])
+            else:
+                sal = self.spec.flatten({n: merged[n] for n in self.spec.names})
+            new_state["sal"] = sal.detach().clone()
+            if cfg.sal_update == "delta":
+                delta = sal - payload.tensors["sal_theta"]  # type: ignore[union-attr]
+        round_idx = int(payload.config.get("round", 0)) if payload is not None else 0
+        uplink = make_uplink(new_state["thresholds"], new_state.get("embedding"), delta, round_idx)
+        metrics = {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
+                   "samples_processed": float(stats.samples_processed)}
+        if self.layer_names:
+            start = init.extra["density_start"]
+            end = self._densities({n: merged[n].unsqueeze(0) for n in self._mask_names()}, 1, "density")[0]
+            metrics.update({"ffl_density_start": sum(start) / len(start), "ffl_density": sum(end) / len(end),
+                            "threshold_resets": float(stats.resets)})
+        return LocalResult(int(device), new_state, uplink, int(stats.flops or 0), int(init.y.shape[0]), metrics)
