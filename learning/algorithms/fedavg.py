@@ -68,11 +68,7 @@ class FedAvgClient(Client):
             uplink=uplink,
             flops=self.flops_per_sample * stats.samples_processed,
             samples=int(y.shape[0]),
-            metrics={
-                "train_loss": stats.loss,
-                "train_accuracy": stats.accuracy,
-                "samples_processed": float(stats.samples_processed),
-            },
+            metrics=stats.metrics(),
         )
 
 

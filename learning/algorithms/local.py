@@ -34,11 +34,7 @@ class LocalClient(Client):
             uplink=None,
             flops=self.flops_per_sample * stats.samples_processed,
             samples=int(y.shape[0]),
-            metrics={
-                "train_loss": stats.loss,
-                "train_accuracy": stats.accuracy,
-                "samples_processed": float(stats.samples_processed),
-            },
+            metrics=stats.metrics(),
         )
 
 

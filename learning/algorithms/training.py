@@ -82,6 +82,11 @@ class TrainStats:
     loss: float
     accuracy: float
 
+    def metrics(self) -> dict[str, float]:
+        """The ``LocalResult.metrics`` every algorithm reports."""
+        return {"train_loss": self.loss, "train_accuracy": self.accuracy,
+                "samples_processed": float(self.samples_processed)}
+
 
 def derive_seed(*keys: int) -> int:
     """A 63-bit seed derived from integer keys with ``numpy.random.SeedSequence``."""

@@ -22,6 +22,8 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from radio.constants import SPEED_OF_LIGHT_M_S
+
 __all__ = ["PathLossModel", "check_range"]
 
 FloatArray = NDArray[np.float64]
@@ -199,3 +201,9 @@ class PathLossModel(ABC):
     def _los_probability(self, d2d_m: FloatArray, h_ut_m: FloatArray) -> FloatArray:
         """Unclipped P_LOS on clamped, broadcast arrays; default: always LOS."""
         return np.ones_like(d2d_m)
+
+
+def effective_breakpoint_m(h_bs_m: float, h_ut_m: FloatArray, h_e_m: float, carrier_hz: float) -> FloatArray:
+    """TR 38.901 Table 7.4.1-1 note 1 breakpoint d'_BP = 4·h'_BS·h'_UT·f_c/c [m] with the
+    effective heights h' = h − h_E (UMa, UMi); shape of ``h_ut_m``."""
+    return 4.0 * (h_bs_m - h_e_m) * (h_ut_m - h_e_m) * carrier_hz / SPEED_OF_LIGHT_M_S

@@ -22,8 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from radio.constants import SPEED_OF_LIGHT_M_S
-from radio.pathloss.base import FloatArray, PathLossModel
+from radio.pathloss.base import FloatArray, PathLossModel, effective_breakpoint_m
 
 __all__ = ["UMa"]
 
@@ -53,7 +52,7 @@ class UMa(PathLossModel):
 
     def breakpoint_m(self, h_ut_m: FloatArray) -> FloatArray:
         """Breakpoint distance d'_BP = 4·(h_BS − h_E)·(h_UT − h_E)·f_c/c [m], shape of ``h_ut_m``."""
-        return 4.0 * (self.h_bs_m - self.H_E_M) * (h_ut_m - self.H_E_M) * self.carrier_hz / SPEED_OF_LIGHT_M_S
+        return effective_breakpoint_m(self.h_bs_m, h_ut_m, self.H_E_M, self.carrier_hz)
 
     def _los_loss_db(self, d2d_m: FloatArray, d3d_m: FloatArray, h_ut_m: FloatArray) -> FloatArray:
         log_fc = 20.0 * math.log10(self.carrier_ghz)

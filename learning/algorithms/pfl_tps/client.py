@@ -313,11 +313,7 @@ class PFLTPSClient(Client):
             delta = net.sal_theta().detach() - tensors["sal_theta"]
         uplink = make_uplink(new_state["thresholds"], new_state.get("embedding"), delta, round_idx)
         density_end = ffl_densities(net.layers, "density")
-        metrics = {
-            "train_loss": stats.loss,
-            "train_accuracy": stats.accuracy,
-            "samples_processed": float(stats.samples_processed),
-        }
+        metrics = stats.metrics()
         if net.layers:
             metrics.update({
                 "ffl_density_start": sum(density_start) / len(density_start),
