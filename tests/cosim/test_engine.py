@@ -116,3 +116,11 @@ def test_empty_batteries_drop_devices_and_stop(tmp_path, monkeypatch):
     assert "dropout" in kinds and "all_dead" in kinds
     assert not sim.fleet.alive.any()
     assert np.all(sim.fleet.battery_j >= 0)
+
+
+def test_process_executor_gives_byte_identical_traces(tmp_path):
+    overrides = ["fl.rounds=2", "learning.algorithm.name=pfl_tps"]
+    run(tmp_path, overrides, "sequential")
+    run(tmp_path, [*overrides, "execution.executor=process", "execution.workers=2"], "process")
+    for name in ("events.parquet", "rounds.parquet", "devices.parquet", "summary.json"):
+        assert (tmp_path / "sequential" / name).read_bytes() == (tmp_path / "process" / name).read_bytes(), name
