@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import torch
 from torch import nn
 
-from learning.algorithms.training import TrainParams, derive_seed
+from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, build_model, resolve_model_config
 from learning.payload import Payload
@@ -219,9 +219,20 @@ class Algorithm(ABC):
         """Fold the arrived uplinks (device -> (payload, samples)) into the server state."""
         return None
 
-    @abstractmethod
+    def device_model(self, device: int) -> nn.Module:
+        """The model ``device`` holds now (personalized algorithms); a device that never took
+        part gets its initial model, built without being stored."""
+        raise NotImplementedError(f"{self.name} has no per-device model")
+
     def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Evaluate the current models on the devices' test splits."""
+        """Each device's own model (``device_model``) on its own test split; no global model.
+
+        Algorithms with a global model override this.
+        """
+        bs = self.train_params.eval_batch_size
+        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
+                      for d in self._devices(devices)}
+        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
 
     @classmethod
     @abstractmethod

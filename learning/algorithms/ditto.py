@@ -16,9 +16,11 @@ Device memory: one personal model (the state dict, 4 B per parameter).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
-from learning.algorithms.base import Algorithm, Client, CostModel, EvalResult, LocalResult, mean_finite
+from torch import nn
+
+from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedavg import FedAvg, FedAvgClient
 from learning.algorithms.fedprox import proximal_loss, train_metrics
 from learning.algorithms.training import clone_state, derive_seed, evaluate_accuracy, train_local
@@ -74,14 +76,13 @@ class Ditto(FedAvg):
         """Store the device's personal model."""
         Algorithm.commit(self, result)
 
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Each device's personal model on its own test split (global model: not reported)."""
-        bs = self.train_params.eval_batch_size
-        per_device: dict[int, float] = {}
-        for d in self._devices(devices):
-            self._model.load_state_dict(self._states[d] if d in self._states else self.initial_state(d))
-            per_device[d] = evaluate_accuracy(self._model, *self.data.test(d), batch_size=bs)
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+    # Personal models are what Ditto is judged on: the base evaluation, not FedAvg's global one.
+    evaluate = Algorithm.evaluate
+
+    def device_model(self, device: int) -> nn.Module:
+        """The device's personal model (evaluated; the global one is not reported)."""
+        self._model.load_state_dict(self._states[device] if device in self._states else self.initial_state(device))
+        return self._model
 
     def global_accuracy(self) -> float:
         """The FedAvg global model on ``fd.global_test()`` (not part of ``evaluate``)."""

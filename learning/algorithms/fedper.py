@@ -22,10 +22,10 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
-from learning.algorithms.base import Algorithm, Client, CostModel, EvalResult, LocalResult, mean_finite
+from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedavg import FedAvg, FedAvgClient
 from learning.algorithms.fedprox import train_metrics
-from learning.algorithms.training import TrainParams, TrainStats, clone_state, evaluate_accuracy, train_local
+from learning.algorithms.training import TrainParams, TrainStats, clone_state, train_local
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, param_groups, resolve_model_config
 from learning.payload import Payload
@@ -106,6 +106,9 @@ class FedPer(FedAvg):
         """Store the device's new head."""
         Algorithm.commit(self, result)
 
+    # Judged on personal models: the base evaluation, not FedAvg's global one.
+    evaluate = Algorithm.evaluate
+
     def device_model(self, device: int) -> nn.Module:
         """Device ``device``'s model: shared parameters + its head (initial head if untrained,
         built without being stored)."""
@@ -116,13 +119,6 @@ class FedPer(FedAvg):
     def global_model(self) -> nn.Module:
         """Not defined: the head is personal."""
         raise NotImplementedError(f"{self.name} has no global model (personal heads)")
-
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Each device's shared body + own head on its own test split; no global model."""
-        bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
-                      for d in self._devices(devices)}
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
 
     @classmethod
     def shared_payload_bytes(cls, model_config: dict[str, Any], input_shape: tuple[int, int, int],

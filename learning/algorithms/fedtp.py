@@ -23,13 +23,13 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
-from learning.algorithms.base import Client, CostModel, EvalResult, LocalResult, mean_finite
+from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedavg import FedAvg, FedAvgClient, weighted_average
 from learning.algorithms.fedper import meta_state_dict
 from learning.algorithms.fedprox import train_metrics
 from learning.algorithms.pfedhn import HN_PARAMS, HyperServer, check_hn_params, make_hyper_server
 from learning.algorithms.pfl_tps.hypernetwork import SalSpec
-from learning.algorithms.training import TrainParams, evaluate_accuracy, train_local
+from learning.algorithms.training import TrainParams, train_local
 from learning.flops import vit_flops_per_sample
 from learning.models import param_groups
 from learning.payload import Payload
@@ -105,6 +105,9 @@ class FedTP(FedAvg):
         self.server.step([(d, {k: p.tensors[DELTA_PREFIX + k] for k in self.sal_names}, float(n))
                           for d, p, n in items])
 
+    # Judged on personal models: the base evaluation, not FedAvg's global one.
+    evaluate = Algorithm.evaluate
+
     def device_model(self, device: int) -> nn.Module:
         """Global rest + HN(e_device) SAL (loaded into the server's evaluation model)."""
         self._model.load_state_dict({**self.global_state, **self.server.generate(device)})
@@ -113,13 +116,6 @@ class FedTP(FedAvg):
     def global_model(self) -> nn.Module:
         """Not defined: every device has its own SAL."""
         raise NotImplementedError("fedtp has no global model (generated SAL per device)")
-
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Each device's model (rest + its generated SAL) on its own test split."""
-        bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
-                      for d in self._devices(devices)}
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
 
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],

@@ -7,10 +7,12 @@ collaboration and upper bound on personalisation for PFL comparisons.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
-from learning.algorithms.base import Algorithm, Client, CostModel, EvalResult, LocalResult, mean_finite
-from learning.algorithms.training import TrainParams, clone_state, evaluate_accuracy, train_local
+from torch import nn
+
+from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
+from learning.algorithms.training import TrainParams, clone_state, train_local
 from learning.flops import vit_flops_per_sample
 from learning.payload import Payload
 
@@ -57,16 +59,10 @@ class LocalOnly(Algorithm):
         model = self.new_model(seed=self.device_seed(device))
         return {k: v.detach() for k, v in model.state_dict().items()}
 
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Each device's own model on its own test split (untrained devices: their initial
-        model, built without being stored)."""
-        bs = self.train_params.eval_batch_size
-        per_device: dict[int, float] = {}
-        for d in self._devices(devices):
-            state = self._states[d] if d in self._states else self.initial_state(d)
-            self._model.load_state_dict(state)
-            per_device[d] = evaluate_accuracy(self._model, *self.data.test(d), batch_size=bs)
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+    def device_model(self, device: int) -> nn.Module:
+        """The device's own model (untrained devices: their initial model, not stored)."""
+        self._model.load_state_dict(self._states[device] if device in self._states else self.initial_state(device))
+        return self._model
 
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],

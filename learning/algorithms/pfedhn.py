@@ -31,15 +31,13 @@ from learning.algorithms.base import (
     Algorithm,
     Client,
     CostModel,
-    EvalResult,
     LocalResult,
-    mean_finite,
     model_payload_bytes,
 )
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.fedprox import train_metrics
 from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
-from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy, train_local
+from learning.algorithms.training import TrainParams, derive_seed, train_local
 from learning.flops import vit_flops_per_sample
 from learning.payload import Payload
 
@@ -217,13 +215,6 @@ class PFedHN(Algorithm):
         """The model HN(e_device) (loaded into the server's evaluation model)."""
         self._model.load_state_dict(self.server.generate(device))
         return self._model
-
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """HN(e_i) on each device's own test split; no global model."""
-        bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
-                      for d in self._devices(devices)}
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
 
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],

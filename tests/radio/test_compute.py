@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from radio.compute import (
     FREQUENCY_POLICIES,
     PROFILES,
-    HardwareProfile,
     compute_energy_j,
     compute_time_s,
     cycles_for_flops,

@@ -27,11 +27,11 @@ Evaluation: each device's personal parameters and its own thresholds, with SAL
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 
-from learning.algorithms.base import Algorithm, Client, CostModel, EvalResult, mean_finite
+from learning.algorithms.base import Algorithm, Client, CostModel
 from learning.algorithms.fedavg import weighted_average
 from learning.algorithms.pfl_tps.client import (
     PFLTPSClient,
@@ -45,7 +45,7 @@ from learning.algorithms.pfl_tps.client import (
     threshold_key,
 )
 from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
-from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy
+from learning.algorithms.training import TrainParams, derive_seed
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, ffl_linear_names, resolve_model_config
 from learning.payload import Payload
@@ -193,13 +193,6 @@ class PFLTPS(Algorithm):
                     theta = self.hn(self.server_embedding(device))
         load_net(self._net, state, theta)
         return self._net.vit
-
-    def evaluate(self, devices: Sequence[int] | None = None) -> EvalResult:
-        """Each device's own model on its own test split; no global model."""
-        bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
-                      for d in self._devices(devices)}
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
 
     # ----------------------------------------------------------------- costs
     @classmethod
