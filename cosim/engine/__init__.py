@@ -68,6 +68,8 @@ def run_simulation(scenario, out_dir: Path, progress=None, command: list[str] | 
     out_dir = Path(out_dir)
     sim = Simulation(scenario, progress=progress, checkpoint_path=checkpoint_path)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.tmp-*"):  # left by a writer killed mid-write (atomic writes)
+        stale.unlink(missing_ok=True)
     write_text_atomic(out_dir / "scenario.yaml", scenario.to_yaml())
     every = scenario.output.checkpoint_every
     checkpoint_file = out_dir / CHECKPOINT_NAME

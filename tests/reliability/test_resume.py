@@ -39,20 +39,42 @@ def assert_same_traces(a: Path, b: Path) -> None:
     assert not list(b.glob("*.tmp-*")), "temporary files left behind"
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_sigkill_at_random_moment_then_resume(reference: Path, tmp_path: Path, seed: int) -> None:
-    out = tmp_path / "run"
-    proc = cosim("run", SCENARIO, *SETS, "--out", str(out), "--quiet", stdout=subprocess.DEVNULL)
-    # Start-up (imports, data) takes ~2 s and the run ~2 s more: kill anywhere in there.
-    time.sleep(random.Random(seed).uniform(1.5, 5.0))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+def resume_and_compare(reference: Path, out: Path) -> None:
     if (out / "scenario.yaml").exists():
         resumed = cosim("run", "--resume", str(out), "--quiet", stdout=subprocess.DEVNULL)
     else:  # killed before the run directory existed: nothing to resume, run again
         resumed = cosim("run", SCENARIO, *SETS, "--out", str(out), "--quiet", stdout=subprocess.DEVNULL)
     assert resumed.wait(120) == 0
     assert_same_traces(reference, out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sigkill_mid_run_then_resume(reference: Path, tmp_path: Path, seed: int) -> None:
+    # Kill a random, short time after a random round finished: between checkpoints,
+    # during one, or while the next round trains.
+    rng = random.Random(seed)
+    kill_after_round, delay_s = rng.randint(1, 6), rng.uniform(0.0, 0.2)
+    out = tmp_path / "run"
+    proc = cosim("run", SCENARIO, *SETS, "--out", str(out), stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith(f"round {kill_after_round}/"):
+            time.sleep(delay_s)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    resume_and_compare(reference, out)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sigkill_at_random_moment_then_resume(reference: Path, tmp_path: Path, seed: int) -> None:
+    out = tmp_path / "run"
+    proc = cosim("run", SCENARIO, *SETS, "--out", str(out), "--quiet", stdout=subprocess.DEVNULL)
+    # Start-up (imports, data) takes ~2 s and the run ~2 s more: kill anywhere in there.
+    time.sleep(random.Random(seed).uniform(0.5, 4.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    resume_and_compare(reference, out)
 
 
 def test_ctrl_c_stops_at_round_boundary_and_resumes(reference: Path, tmp_path: Path) -> None:
