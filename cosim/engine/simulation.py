@@ -174,23 +174,13 @@ class Simulation:
     def _device_round(self, round_idx: int, d: int, work: RoundWork, round_start_s: float, rs: "_RoundState"):
         env, fleet, trace = self.env, self.fleet, self.trace
         cell = int(self.world.serving_cell[d])
-        flow = None
         phase = "download"
         compute_start = compute_f = None
+        current: dict = {}  # the flow in progress, for the deadline handler
         try:
             if work.downlink_bytes > 0:
-                flow = self.dl[cell].start(d, work.downlink_bytes, power_w=fleet.rx_power_w[d])
-                yield flow.done
-                if not flow.completed:
-                    rs.status[d] = "dropout"
-                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
-                                detail=f"{flow.cancelled_reason} during download")
+                if not (yield from self._transfer(round_idx, d, cell, "dl", work.downlink_bytes, rs, current)):
                     return
-                self.downlink_bytes[d] += flow.total_bytes
-                rs.downlink_bytes += flow.total_bytes
-                rs.busy_s[d] += flow.airtime_s
-                trace.event(env.now, round_idx, d, cell, "dl_end", bytes=flow.total_bytes, rate_bps=flow.mean_rate_bps,
-                            energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
             phase = "compute"
             cycles = work.flops * fleet.cycles_per_flop[d]
             compute_f = float(self._frequency(d, cycles, round_start_s, work.uplink_bytes))
@@ -212,30 +202,49 @@ class Simulation:
             phase = "upload"
             if work.uplink_bytes > 0:
                 cell = int(self.world.serving_cell[d])
-                flow = self.ul[cell].start(d, work.uplink_bytes, power_w=fleet.tx_power_w[d])
-                yield flow.done
-                if not flow.completed:
-                    rs.status[d] = "dropout"
-                    trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
-                                detail=f"{flow.cancelled_reason} during upload")
+                if not (yield from self._transfer(round_idx, d, cell, "ul", work.uplink_bytes, rs, current)):
                     return
-                self.uplink_bytes[d] += flow.total_bytes
-                rs.uplink_bytes += flow.total_bytes
-                rs.busy_s[d] += flow.airtime_s
-                trace.event(env.now, round_idx, d, cell, "ul_end", bytes=flow.total_bytes, rate_bps=flow.mean_rate_bps,
-                            energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
             rs.status[d] = "completed"
         except simpy.Interrupt:
             rs.status[d] = "straggler"
+            flow = current.get("flow")
             if flow is not None and not flow.completed:
+                # Cut at the deadline: its airtime so far was busy time (a finished flow's
+                # airtime is already counted).
                 (self.dl if phase == "download" else self.ul)[cell].cancel(flow, "deadline")
-            elif flow is not None:
                 rs.busy_s[d] += flow.airtime_s
             if phase == "compute" and compute_start is not None:
                 rs.busy_s[d] += env.now - compute_start
                 cycles_done = compute_f * (env.now - compute_start)
                 fleet.charge("compute", np.array([d]), compute_energy_j(cycles_done, compute_f, fleet.kappa[d]), env.now)
             trace.event(env.now, round_idx, d, cell, "straggler", detail=phase)
+
+    def _transfer(self, round_idx: int, d: int, cell: int, direction: str, nbytes: int, rs: "_RoundState",
+                  current: dict):
+        """Move `nbytes` between device `d` and `cell` ("dl" or "ul"); True when delivered.
+
+        A flow taken off the band (battery, coverage) makes the device a dropout.
+        """
+        env, fleet = self.env, self.fleet
+        downlink = direction == "dl"
+        power_w = fleet.rx_power_w[d] if downlink else fleet.tx_power_w[d]
+        flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes, power_w=power_w)
+        current["flow"] = flow
+        yield flow.done
+        if not flow.completed:
+            rs.status[d] = "dropout"
+            self.trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
+                             detail=f"{flow.cancelled_reason} during {'download' if downlink else 'upload'}")
+            return False
+        (self.downlink_bytes if downlink else self.uplink_bytes)[d] += flow.total_bytes
+        if downlink:
+            rs.downlink_bytes += flow.total_bytes
+        else:
+            rs.uplink_bytes += flow.total_bytes
+        rs.busy_s[d] += flow.airtime_s
+        self.trace.event(env.now, round_idx, d, cell, f"{direction}_end", bytes=flow.total_bytes,
+                         rate_bps=flow.mean_rate_bps, energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
+        return True
 
     def _frequency(self, d: int, cycles: float, round_start_s: float, uplink_bytes: int) -> float:
         fleet = self.fleet

@@ -124,3 +124,18 @@ def test_process_executor_gives_byte_identical_traces(tmp_path):
     run(tmp_path, [*overrides, "execution.executor=process", "execution.workers=2"], "process")
     for name in ("events.parquet", "rounds.parquet", "devices.parquet", "summary.json"):
         assert (tmp_path / "sequential" / name).read_bytes() == (tmp_path / "process" / name).read_bytes(), name
+
+
+def test_device_cut_during_upload_was_busy_not_idle(tmp_path):
+    # One static device, no fading: download, compute and upload back to back, so it is
+    # never idle. Cut it half-way through its upload: the airtime so far is busy time.
+    base = SURROGATE + ["devices.count=1", "fl.devices_per_round=1", "fl.rounds=1", "radio.fading=none",
+                        "radio.shadowing=false", "devices.mobility={model: static, params: {}}"]
+    _, free = run(tmp_path, base, "free")
+    ev = free["events"]
+    i = ev["kind"].index("ul_end")
+    deadline = ev["time_s"][i] - ev["duration_s"][i] / 2
+    _, cut = run(tmp_path, [*base, f"fl.deadline_s={deadline!r}"], "cut")
+    assert cut["events"]["kind"].count("straggler") == 1
+    assert cut["devices"]["idle_energy_j"][0] == pytest.approx(0.0, abs=1e-9)
+    assert cut["devices"]["tx_energy_j"][0] > 0
