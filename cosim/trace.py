@@ -194,6 +194,10 @@ class TraceRecorder:
         """Append one row to ``devices`` (same keys as the first row)."""
         self._devices.append(fields)
 
+    def round_values(self, column: str) -> list[Any]:
+        """The values of one ``rounds`` column so far (empty before the first round)."""
+        return list(self._rounds.columns.get(column, []))
+
     @property
     def num_events(self) -> int:
         """Number of event rows recorded so far."""

@@ -30,8 +30,7 @@ def summary(sim) -> dict:
     mean_device = _finite_or_none(ev.mean_accuracy) if ev is not None else None
     global_acc = _finite_or_none(ev.global_accuracy) if ev is not None and ev.global_accuracy is not None else None
     final = mean_device if sim.learning.personalized else global_acc
-    densities = [v for v in sim.trace.tables()["rounds"].column("ffl_density").to_pylist() if v is not None and np.isfinite(v)] \
-        if sim.rounds_done else []
+    densities = [v for v in sim.trace.round_values("ffl_density") if v is not None and np.isfinite(v)]
     energy = {f"{c}_energy_j": float(fleet.energy_j[c].sum()) for c in ENERGY_COMPONENTS}
     return {
         "scenario": sim.scenario.name,
