@@ -16,6 +16,7 @@ from learning.algorithms.fedtp import DELTA_PREFIX
 from learning.flops import count_flops, vit_flops_per_sample
 from learning.models import build_model, param_groups
 from learning.payload import Payload
+from tiny_data import TinyData
 
 torch.set_num_threads(1)
 
@@ -23,40 +24,6 @@ MODEL = {"patch_size": 7, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
 FAST = {"lr": 3e-3, "local_epochs": 2.0, "batch_size": 16}
 SHAPE, CLASSES = (1, 28, 28), 4
 BASELINES = ("fedprox", "fedper", "fedrep", "ditto", "pfedhn", "fedtp", "fedavg_topk")
-
-
-class TinyData:
-    """A fixed random prototype image per class plus Gaussian noise (as in test_algorithms);
-    with ``classes_per_device`` device i only sees classes (i, i+1, ...) mod num_classes."""
-
-    def __init__(self, n_devices: int = 4, n_train: int = 64, n_test: int = 32,
-                 classes_per_device: int | None = None, seed: int = 0) -> None:
-        self.n_devices, self.num_classes, self.input_shape = n_devices, CLASSES, SHAPE
-        gen = torch.Generator().manual_seed(seed)
-        self._protos = torch.randn(CLASSES, *SHAPE, generator=gen)
-        self._train = [self._draw(i, n_train, classes_per_device, gen) for i in range(n_devices)]
-        self._test = [self._draw(i, n_test, classes_per_device, gen) for i in range(n_devices)]
-        self._global = self._draw(0, 2 * n_test, None, gen)
-
-    def _draw(self, i: int, n: int, k: int | None, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        classes = torch.arange(CLASSES) if k is None else (torch.arange(k) + i) % CLASSES
-        y = classes[torch.randint(len(classes), (n,), generator=gen)]
-        return self._protos[y] + torch.randn(n, *SHAPE, generator=gen), y
-
-    def train(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._train[i]
-
-    def test(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._test[i]
-
-    def num_train(self, i: int) -> int:
-        return int(self._train[i][1].shape[0])
-
-    def num_test(self, i: int) -> int:
-        return int(self._test[i][1].shape[0])
-
-    def global_test(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._global
 
 
 def run_rounds(alg: Algorithm, rounds: int) -> list[LocalResult]:
