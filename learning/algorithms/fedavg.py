@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import torch
+from torch import nn
 
 from learning.algorithms.base import (
     Algorithm,
@@ -22,7 +23,7 @@ from learning.algorithms.base import (
     mean_finite,
     model_payload_bytes,
 )
-from learning.algorithms.training import TrainParams, clone_state, derive_seed, evaluate_accuracy, train_local
+from learning.algorithms.training import TrainParams, TrainStats, clone_state, derive_seed, evaluate_accuracy, train_local
 from learning.flops import vit_flops_per_sample
 from learning.payload import Payload
 
@@ -53,21 +54,25 @@ def weighted_average(states: Sequence[dict[str, torch.Tensor]], weights: Sequenc
 class FedAvgClient(Client):
     """Trains the received global model on the device's data and uploads it."""
 
-    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
-        """Pure local update: payload (global model) -> uplink (updated model)."""
+    def train_received(self, name: str, device: int, payload: Payload | None, seed: int) -> tuple[nn.Module, TrainStats]:
+        """The FedAvg-style client step: load the received model, train it on the device's data."""
         if payload is None:
-            raise ValueError(f"fedavg device {device} needs a downlink payload")
+            raise ValueError(f"{name} device {device} needs a downlink payload")
         model = self.model()
         model.load_state_dict(payload.tensors)
         x, y = self.data.train(device)
-        stats = train_local(model, x, y, self.train_params, seed)
+        return model, train_local(model, x, y, self.train_params, seed)
+
+    def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
+        """Pure local update: payload (global model) -> uplink (updated model)."""
+        model, stats = self.train_received("fedavg", device, payload, seed)
         uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
         return LocalResult(
             device=int(device),
             state=None,
             uplink=uplink,
             flops=self.flops_per_sample * stats.samples_processed,
-            samples=int(y.shape[0]),
+            samples=self.data.num_train(device),
             metrics=stats.metrics(),
         )
 

@@ -29,7 +29,6 @@ from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedavg import FedAvg, FedAvgClient
 from learning.algorithms.fedper import meta_state_dict
 from learning.algorithms.fedprox import train_metrics
-from learning.algorithms.training import train_local
 from learning.payload import Payload
 
 __all__ = ["FedAvgTopK", "TopKClient", "topk_count", "topk_split", "UPDATE_KEY"]
@@ -70,12 +69,7 @@ class TopKClient(FedAvgClient):
 
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (global w, residual r) -> (sparse uplink, residual r')."""
-        if payload is None:
-            raise ValueError(f"fedavg_topk device {device} needs a downlink payload")
-        model = self.model()
-        model.load_state_dict(payload.tensors)
-        x, y = self.data.train(device)
-        stats = train_local(model, x, y, self.train_params, seed)
+        model, stats = self.train_received("fedavg_topk", device, payload, seed)
         trained = model.state_dict()
         acc = flatten({k: trained[k] for k in payload.tensors}) - flatten(payload.tensors)
         if state is not None:
@@ -83,7 +77,7 @@ class TopKClient(FedAvgClient):
         sent, residual = topk_split(acc, topk_count(acc.numel(), float(self.params["k_fraction"])))
         uplink = Payload({UPDATE_KEY: sent}, "index_sparse", {"round": int(payload.config.get("round", 0))})
         return LocalResult(int(device), residual, uplink, self.flops_per_sample * stats.samples_processed,
-                           int(y.shape[0]), train_metrics(stats))
+                           self.data.num_train(device), train_metrics(stats))
 
 
 class FedAvgTopK(FedAvg):

@@ -29,7 +29,7 @@ from learning.algorithms.fedper import meta_state_dict
 from learning.algorithms.fedprox import train_metrics
 from learning.algorithms.pfedhn import HN_PARAMS, HyperServer, check_hn_params, make_hyper_server
 from learning.algorithms.pfl_tps.hypernetwork import SalSpec
-from learning.algorithms.training import TrainParams, train_local
+from learning.algorithms.training import TrainParams
 from learning.flops import vit_flops_per_sample
 from learning.models import param_groups
 from learning.payload import Payload
@@ -57,16 +57,11 @@ class FedTPClient(FedAvgClient):
 
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (rest, SAL_i) -> (rest', ΔSAL_i)."""
-        if payload is None:
-            raise ValueError(f"fedtp device {device} needs a downlink payload")
-        model = self.model()
-        model.load_state_dict(payload.tensors)
-        x, y = self.data.train(device)
-        stats = train_local(model, x, y, self.train_params, seed)
+        model, stats = self.train_received("fedtp", device, payload, seed)
         uplink = fedtp_uplink(model.state_dict(), payload.tensors, param_groups(model)["sal"],
                               int(payload.config.get("round", 0)))
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
-                           int(y.shape[0]), train_metrics(stats))
+                           self.data.num_train(device), train_metrics(stats))
 
 
 class FedTP(FedAvg):

@@ -37,7 +37,7 @@ from learning.algorithms.base import (
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.fedprox import train_metrics
 from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
-from learning.algorithms.training import TrainParams, derive_seed, train_local
+from learning.algorithms.training import TrainParams, derive_seed
 from learning.flops import vit_flops_per_sample
 from learning.payload import Payload
 
@@ -158,17 +158,12 @@ class PFedHNClient(FedAvgClient):
 
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, fp32)."""
-        if payload is None:
-            raise ValueError(f"pfedhn device {device} needs a downlink payload")
-        model = self.model()
-        model.load_state_dict(payload.tensors)
-        x, y = self.data.train(device)
-        stats = train_local(model, x, y, self.train_params, seed)
+        model, stats = self.train_received("pfedhn", device, payload, seed)
         trained = model.state_dict()
         delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}
         uplink = Payload(delta, "fp32", {"round": int(payload.config.get("round", 0))})
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
-                           int(y.shape[0]), train_metrics(stats))
+                           self.data.num_train(device), train_metrics(stats))
 
 
 class PFedHN(Algorithm):
