@@ -9,8 +9,9 @@
       W + stop(W⊙M − W) − stop(W · step'(|W| − t)) ⊙ (t − stop(t))
 
   has the value ``W⊙M`` exactly (the last factor is exactly 0) and the same derivatives.
-* The linearised SAL ``θ = θ0 + J (e − ê)`` is computed per device inside the vmapped
-  forward; θ0, J, ê are per-device constants and the embedding e is trained.
+* The linearised SAL ``θ = θ0 + J (e − ê) [+ r]`` is computed per device inside the vmapped
+  forward; θ0, J, ê are per-device constants; the embedding e (and the personal residual
+  r when ``sal_residual`` is on) are trained.
 * Per step, FLOPs are counted from the mask density of every still-training device before
   its forward; after each optimizer step thresholds are clamped to >= 0 and those of a
   layer keeping at most ``prune_reset_density`` of its weights are reset to 0 — the same
@@ -35,6 +36,7 @@ from learning.flops import vit_flops_per_sample
 __all__ = ["PFLTPSPlan", "masked_weight_functional"]
 
 EMBEDDING = "_embedding"  # name of the trainable embedding among the stacked tensors
+RESIDUAL = "_sal_residual"  # name of the personal SAL residual among the stacked tensors
 
 
 def masked_weight_functional(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -74,6 +76,7 @@ class PFLTPSPlan(BatchedPlan):
         self.thr_names = [threshold_key(n) for n in self.layer_names]
         self.spec = net.spec
         self.linear = bool(net.linear_sal)
+        self.residual = bool(net.has_residual)
         self.has_extra_loss = bool(self.layer_names)
         self.vit_names = [n for n, _ in net.vit.named_parameters()]
         sal = set(self.spec.names)
@@ -106,6 +109,8 @@ class PFLTPSPlan(BatchedPlan):
         consts: dict[str, torch.Tensor] = {}
         if self.linear:
             params[EMBEDDING] = state["embedding"].detach().to(torch.float32).clone()
+            if self.residual:
+                params[RESIDUAL] = state["sal_residual"].detach().to(torch.float32).clone()
             consts = {"theta0": tensors["sal_theta"], "jac": tensors["sal_jacobian"],
                       "anchor": tensors["embedding_anchor"]}
             consts = {k: v.detach().to(torch.float32) for k, v in consts.items()}
@@ -125,6 +130,8 @@ class PFLTPSPlan(BatchedPlan):
         vit = {n: params[n] for n in self.train_names}
         if self.linear:
             theta = consts["theta0"] + consts["jac"] @ (params[EMBEDDING] - consts["anchor"])
+            if self.residual:
+                theta = theta + params[RESIDUAL]
             vit.update(self.spec.split(theta))
         return torch.func.functional_call(self.twin, vit, (x,))
 
@@ -179,11 +186,15 @@ class PFLTPSPlan(BatchedPlan):
         }
         if self.linear:
             new_state["embedding"] = final[EMBEDDING].clone()
+            if self.residual:
+                new_state["sal_residual"] = final[RESIDUAL].clone()
         delta = None
         if cfg.hypernetwork_enabled:  # the SAL the device holds after training (kept, never sent)
             if self.linear:
                 c = init.consts
                 sal = c["theta0"] + c["jac"] @ (final[EMBEDDING] - c["anchor"])
+                if self.residual:
+                    sal = sal + final[RESIDUAL]
             else:
                 sal = self.spec.flatten({n: merged[n] for n in self.spec.names})
             new_state["sal"] = sal.detach().clone()

@@ -157,7 +157,8 @@ def test_plain_models_batched_equal_sequential(data: Any, name: str, optimizer: 
 
 
 @pytest.mark.parametrize("extra", [
-    {},  # linear SAL (embedding trained), Adam
+    {},  # linear SAL (embedding and personal residual trained), Adam
+    {"sal_residual": False},  # linear SAL, only the embedding trained
     {"sal_update": "delta", "optimizer": "sgd"},  # SAL trained directly
     {"hypernetwork_enabled": False, "prune_lambda": 0.05, "prune_reset_density": 0.9},  # forces resets
 ])

@@ -282,6 +282,32 @@ def test_ablation_switches(fd) -> None:
         PFLTPS(fd, MODEL, {"prune_lamda": 1.0}, seed=0)
 
 
+def test_sal_residual_is_personal_and_added_to_the_linearised_sal(fd) -> None:
+    alg = PFLTPS(fd, MODEL, TRAIN, seed=0)  # sal_residual on by default
+    plain = PFLTPS(fd, MODEL, {**TRAIN, "sal_residual": False}, seed=0)
+    assert "sal_residual" not in plain.device_state(2)
+    assert torch.equal(alg.device_state(2)["sal_residual"], torch.zeros(alg.spec.total))
+    down = alg.downlink(2, 0)
+    res = alg.client().local_update(2, alg.device_state(2), down, seed=3)
+    r, e = res.state["sal_residual"], res.state["embedding"]
+    assert r.abs().max() > 0  # trained
+    t = down.tensors
+    assert torch.allclose(res.state["sal"], t["sal_theta"] + t["sal_jacobian"] @ (e - t["embedding_anchor"]) + r)
+    # Never sent: the uplink is the plain method's, byte for byte in size and keys.
+    base = plain.client().local_update(2, plain.device_state(2), plain.downlink(2, 0), seed=3)
+    assert list(res.uplink.tensors) == list(base.uplink.tensors)
+    assert res.uplink.wire_bytes == base.uplink.wire_bytes
+    assert PFLTPS.cost_model(MODEL, {"sal_residual": False}, (1, 28, 28), 10) == \
+        PFLTPS.cost_model(MODEL, {}, (1, 28, 28), 10)
+    # The next update continues from the kept residual.
+    alg.commit(res)
+    alg.aggregate({2: (res.uplink, res.samples)}, 0)
+    again = alg.client().local_update(2, alg.device_state(2), alg.downlink(2, 1), seed=4)
+    assert not torch.equal(again.state["sal_residual"], r)
+    for direct in ({"sal_update": "delta"}, {"hypernetwork_enabled": False}):  # SAL itself is trained
+        assert "sal_residual" not in PFLTPS(fd, MODEL, {"sal_residual": True, **direct}, seed=0).device_state(2)
+
+
 def test_determinism_and_purity(fd) -> None:
     runs = []
     for _ in range(2):

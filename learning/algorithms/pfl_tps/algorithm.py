@@ -9,8 +9,9 @@ per device is stored beyond ê_i (no HN outputs).
 Rounds (``sal_update="embedding"``, default):
   downlink  θ_i = HN(ê_i), J_i = ∂θ/∂e (ê_i) (``jacfwd``), ê_i and the threshold mean, in
             ``downlink_encoding`` (fp16 by default; the device receives the rounded values).
-  device    trains its personal parameters, thresholds and e through θ_i + J_i (e − ê_i);
-            uploads thresholds and e_i' (fp32).
+  device    trains its personal parameters, thresholds and e through θ_i + J_i (e − ê_i)
+            (+ its personal residual r_i, ``sal_residual``); uploads thresholds and e_i'
+            (fp32). r_i stays on the device and does not enter the server update.
   aggregate thresholds: sample-weighted mean. SAL: Δθ_i = J_i (e_i' − ê_i) with the same
             (rounded) J_i, g = Σ_i (n_i/n) · vjp(θ(ê_i), φ; −Δθ_i), clipped to norm
             ``hn_grad_clip``, one SGD step (``hn_lr``, ``hn_momentum``,
@@ -21,8 +22,9 @@ Rounds (``sal_update="embedding"``, default):
 uploads Δθ_i = θ_trained − θ_i (fp32); the server steps φ as above and moves
 ê_i ← ê_i − embedding_lr · vjp(θ(ê_i), e; −Δθ_i) (embeddings are server-side, as in pFedHN).
 
-Evaluation: each device's personal parameters and its own thresholds, with SAL
-θ = HN(ê_i) at the current φ (hypernetwork on) or its personal SAL (off), on its test split.
+Evaluation: the model each device holds, on its test split: its personal parameters,
+its own thresholds and the SAL it trained last (received θ_i adapted by its training);
+HN(ê_i) at the current φ for a device that has not taken part yet.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class PFLTPS(Algorithm):
         "hn_weight_decay": 1e-3,
         "hn_grad_clip": 50.0,
         "downlink_encoding": "fp16",
+        "sal_residual": True,
     }
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:

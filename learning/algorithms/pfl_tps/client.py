@@ -4,16 +4,19 @@ The device network (``PFLTPSNet``) is a ViT whose FFL linear layers are
 ``ThresholdMaskedLinear`` (pruning on) and whose SAL comes from one of three sources:
 
 * ``"linear"`` (hypernetwork on, ``sal_update="embedding"``): the linearised SAL
-  ``θ(e) = θ_i + J_i (e − ê_i)`` computed with torch ops from the downlinked θ_i, J_i and
-  anchor ê_i (the server's copy of e_i), so autograd flows into the trainable embedding e;
-  the ViT's own SAL parameters are unused (frozen).
+  ``θ(e) = θ_i + J_i (e − ê_i) + r_i`` computed with torch ops from the downlinked θ_i, J_i
+  and anchor ê_i (the server's copy of e_i), so autograd flows into the trainable
+  embedding e; the ViT's own SAL parameters are unused (frozen). r_i (``sal_residual``,
+  on by default) is a personal offset the device trains and keeps, never sent: the
+  hypernetwork proposes, the device refines. Without it the SAL can move only inside
+  the d-dimensional span of J_i.
 * ``"param"`` with θ from the downlink (``sal_update="delta"``): SAL trained directly.
 * ``"param"`` with θ from the device state (hypernetwork off): SAL personal, never sent.
 
 Local update: load the state (personal parameters, thresholds, embedding), replace the
 thresholds by the downlinked server mean (devices continue from the mean), train with
 a fresh optimizer (none of its state is kept across rounds) whose parameter groups are
-personal weights (``lr``, ``weight_decay``), thresholds (``lr``, no decay) and the
+personal weights and r_i (``lr``, ``weight_decay``), thresholds (``lr``, no decay) and the
 embedding (``embedding_lr``, no decay). After every step thresholds are clamped to >= 0
 and near-empty layers reset. FLOPs are counted per step: every training forward adds
 ``batch × vit_flops_per_sample(ffl_density at that step)``; the linearisation's own
@@ -72,6 +75,7 @@ class PFLTPSConfig:
     hn_weight_decay: float
     hn_grad_clip: float
     downlink_encoding: str
+    sal_residual: bool = True
 
     def __post_init__(self) -> None:
         if self.pruning_flops not in DENSITY_MODES:
@@ -101,6 +105,12 @@ class PFLTPSConfig:
     def linear_sal(self) -> bool:
         """True when the device trains its embedding through the linearised SAL."""
         return self.hypernetwork_enabled and self.sal_update == "embedding"
+
+    @property
+    def has_residual(self) -> bool:
+        """True when the linearised SAL gets a personal residual (``sal_residual``; the other
+        modes already train the SAL itself on the device)."""
+        return self.linear_sal and bool(self.sal_residual)
 
 
 def threshold_key(layer: str) -> str:
@@ -148,11 +158,13 @@ class PFLTPSNet(nn.Module):
         linear_sal: use θ0 + J (e − anchor) for the SAL (buffers ``theta0`` (n_sal,),
             ``jac`` (n_sal, d), ``anchor`` (d,), trainable ``embedding`` (d,)).
         embedding_dim: d.
+        sal_residual: add a trainable personal residual ``sal_residual`` (n_sal,) to the
+            linearised SAL (linear_sal only).
         flops_per_sample: callable(net) -> FLOPs of one sample at the current densities.
     """
 
     def __init__(self, vit: nn.Module, spec: SalSpec, linear_sal: bool, embedding_dim: int,
-                 flops_per_sample: Callable[["PFLTPSNet"], int]) -> None:
+                 flops_per_sample: Callable[["PFLTPSNet"], int], sal_residual: bool = False) -> None:
         super().__init__()
         self.vit = vit
         self.spec = spec
@@ -161,6 +173,9 @@ class PFLTPSNet(nn.Module):
         self.layer_names: list[str] = [n for n, _ in masked_layers(vit)]
         self.flops_per_sample = flops_per_sample
         self.flops_count = 0
+        self.has_residual = bool(sal_residual and linear_sal)
+        if self.has_residual:
+            self.sal_residual = nn.Parameter(torch.zeros(spec.total))
         if linear_sal:
             self.register_buffer("theta0", torch.zeros(spec.total))
             self.register_buffer("jac", torch.zeros(spec.total, embedding_dim))
@@ -171,9 +186,10 @@ class PFLTPSNet(nn.Module):
                 params[name].requires_grad_(False)
 
     def sal_theta(self) -> torch.Tensor:
-        """Flat SAL θ (n_sal,) in use: θ0 + J (e − anchor) (linear) or the ViT's own."""
+        """Flat SAL θ (n_sal,) in use: θ0 + J (e − anchor) [+ residual] (linear) or the ViT's own."""
         if self.linear_sal:
-            return self.theta0 + self.jac @ (self.embedding - self.anchor)
+            theta = self.theta0 + self.jac @ (self.embedding - self.anchor)
+            return theta + self.sal_residual if self.has_residual else theta
         params = dict(self.vit.named_parameters())
         return self.spec.flatten({n: params[n] for n in self.spec.names})
 
@@ -196,7 +212,7 @@ def build_net(model_config: dict[str, Any], input_shape: tuple[int, int, int], n
     # A partial of a module-level function (not a closure) keeps the net picklable.
     flops = functools.partial(_net_flops_per_sample, dict(model_config), tuple(input_shape), int(num_classes),
                               cfg.pruning_flops)
-    return PFLTPSNet(vit, SalSpec.from_model(vit), cfg.linear_sal, cfg.embedding_dim, flops)
+    return PFLTPSNet(vit, SalSpec.from_model(vit), cfg.linear_sal, cfg.embedding_dim, flops, cfg.has_residual)
 
 
 def _net_flops_per_sample(model_config: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int,
@@ -208,7 +224,8 @@ def _net_flops_per_sample(model_config: dict[str, Any], input_shape: tuple[int, 
 
 def net_state(net: PFLTPSNet, cfg: PFLTPSConfig) -> dict[str, Any]:
     """The device state held by ``net``: personal ``params`` (SAL only when the hypernetwork
-    is off), ``thresholds`` (layer -> (out,)) and ``embedding`` (d,) (linear SAL only).
+    is off), ``thresholds`` (layer -> (out,)), ``embedding`` (d,) (linear SAL only) and
+    ``sal_residual`` (n_sal,) (when on; personal, never sent).
     ``local_update`` adds ``sal`` (n_sal,), the SAL the device holds after training."""
     sal = set(net.spec.names) if cfg.hypernetwork_enabled else set()
     thr = {threshold_key(n) for n in net.layer_names}
@@ -218,6 +235,8 @@ def net_state(net: PFLTPSNet, cfg: PFLTPSConfig) -> dict[str, Any]:
     }
     if cfg.linear_sal:
         state["embedding"] = net.embedding.detach().clone()
+    if net.has_residual:
+        state["sal_residual"] = net.sal_residual.detach().clone()
     return state
 
 
@@ -231,9 +250,11 @@ def load_net(net: PFLTPSNet, state: dict[str, Any], sal_theta: torch.Tensor | No
     if sal_theta is not None:
         full.update(net.spec.split(sal_theta.detach()))
     net.vit.load_state_dict(full, strict=True)
-    if net.linear_sal and "embedding" in state:
-        with torch.no_grad():
+    with torch.no_grad():
+        if net.linear_sal and "embedding" in state:
             net.embedding.copy_(state["embedding"])
+        if net.has_residual:
+            net.sal_residual.copy_(state["sal_residual"])
 
 
 class _PostStepOptimizer:
@@ -251,10 +272,12 @@ class _PostStepOptimizer:
 
 
 def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> torch.optim.Optimizer:
-    """Fresh optimizer with groups: weights (lr, weight decay), thresholds (lr), embedding
-    (embedding_lr); the latter two without weight decay."""
+    """Fresh optimizer with groups: weights and the SAL residual (lr, weight decay),
+    thresholds (lr), embedding (embedding_lr); the latter two without weight decay."""
     thr_ids = {id(m.threshold) for m in net.layers}
     weights = [p for p in net.vit.parameters() if p.requires_grad and id(p) not in thr_ids]
+    if net.has_residual:
+        weights.append(net.sal_residual)
     groups: list[dict[str, Any]] = [{"params": weights, "weight_decay": hp.weight_decay}]
     if net.layers:
         groups.append({"params": [m.threshold for m in net.layers], "weight_decay": 0.0})
