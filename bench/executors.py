@@ -1,18 +1,24 @@
 """Throughput of the executors on urban_50dev's model, measured in one run.
 
-FedAvg local updates (1 epoch, batch 32, Adam) of ``--devices`` devices per round on
+Local updates (1 epoch, batch 32, Adam) of ``--devices`` devices per round on
 Fashion-MNIST (or synthetic data when it is not found), pathological 2-class split over 50
-devices, ViT patch 7 / dim 64 / depth 2 / heads 4 / mlp_ratio 2 on 28x28x1, 10 classes.
-Prints samples/s of sequential, process (2 workers) and batched, and batched/sequential.
-Each executor runs one warm-up round (pool start-up, first-call costs) before timing.
+devices, ViT patch 7 / dim 64 / depth 2 / heads 4 / mlp_ratio 2 on 28x28x1, 10 classes,
+for each of ``--algorithms`` (FedAvg and PFL-TPS by default). Prints samples/s of
+sequential (1 and 2 threads), process (2 workers) and batched, and batched/sequential.
 
-Usage: python bench/executors.py [--devices 10 50] [--max-train 300] [--rounds 1]
-       [--threads 1] [--batched-threads 2] [--profile]
+This machine's timings drift by 10-20 % from one second to the next, so every executor
+runs one warm-up round (pool start-up, first-call costs) and then ``--repeats`` timed
+rounds, the in-process ones interleaved (a slow spell hits all of them alike), and the
+median of its repeats is printed.
+
+Usage: python bench/executors.py [--devices 10 50] [--algorithms fedavg pfl_tps]
+       [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from typing import Any
 
@@ -37,48 +43,73 @@ def load_data(max_train: int | None) -> tuple[Any, str]:
     return fd, name
 
 
-def time_executor(name: str, alg: Any, devices: list[int], rounds: int, workers: int, threads: int) -> float:
-    """Samples/s of ``rounds`` timed rounds after one warm-up round."""
-    client = alg.client()
-    with make_executor(name, workers=workers, threads=threads) as ex:
-        tasks = [(d, alg.device_state(d), alg.downlink(d, 0), d) for d in devices]
-        ex.run(client, tasks)  # warm-up
-        samples, start = 0, time.perf_counter()
-        for r in range(1, rounds + 1):
-            tasks = [(d, alg.device_state(d), alg.downlink(d, r), 1000 * r + d) for d in devices]
-            samples += sum(int(res.metrics["samples_processed"]) for res in ex.run(client, tasks))
-        return samples / (time.perf_counter() - start)
+EXECUTORS = (  # column, executor name, workers, threads (None: --threads / --batched-threads)
+    ("sequential", "sequential", 1, None),
+    ("seq(T=2)", "sequential", 1, 2),
+    ("process(2)", "process", 2, None),
+    ("batched", "batched", 1, None),
+)
+
+
+def round_samples_per_s(ex: Any, alg: Any, devices: list[int], round_idx: int) -> float:
+    """Samples/s of one round of local updates of ``devices`` on executor ``ex``."""
+    tasks = [(d, alg.device_state(d), alg.downlink(d, round_idx), 1000 * round_idx + d) for d in devices]
+    start = time.perf_counter()
+    results = ex.run(alg.client(), tasks)
+    return sum(int(r.metrics["samples_processed"]) for r in results) / (time.perf_counter() - start)
+
+
+def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int) -> dict[str, float]:
+    """Median samples/s per executor column over ``repeats`` timed rounds: the in-process
+    executors interleaved, then the process pool on its own (its idle workers slow the
+    parent process down by up to a quarter here, so it is never alive while others run)."""
+    rates: dict[str, list[float]] = {c: [] for c, *_ in EXECUTORS}
+    execs = {}
+    for column, name, workers, t in EXECUTORS:
+        if name != "process":
+            execs[column] = make_executor(name, workers=workers, threads=t or (batched_threads if name == "batched"
+                                                                                else threads))
+            round_samples_per_s(execs[column], alg, devices, 0)  # warm-up
+    for r in range(1, repeats + 1):
+        for column, ex in execs.items():
+            rates[column].append(round_samples_per_s(ex, alg, devices, r))
+    for column, name, workers, t in EXECUTORS:
+        if name == "process":
+            with make_executor(name, workers=workers, threads=t or threads) as ex:
+                round_samples_per_s(ex, alg, devices, 0)  # pool start-up
+                rates[column] = [round_samples_per_s(ex, alg, devices, r) for r in range(1, repeats + 1)]
+    return {c: statistics.median(v) for c, v in rates.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--algorithms", nargs="+", default=["fedavg", "pfl_tps"])
     parser.add_argument("--max-train", type=int, default=300, help="train samples per device (0: all)")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per executor (median printed)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of sequential / each process worker")
     parser.add_argument("--batched-threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one batched round")
     args = parser.parse_args()
     fd, dname = load_data(args.max_train or None)
-    alg = make_algorithm("fedavg", fd, MODEL, {"batch_size": 32, "local_epochs": 1.0}, seed=7)
-    print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} cores={torch.get_num_threads()}")
-    print(f"{'devices':>8} {'sequential':>11} {'seq(T=2)':>9} {'process(2)':>11} {'batched':>9} {'batched/seq':>12}")
-    for n in args.devices:
-        devices = list(range(n))
-        seq = time_executor("sequential", alg, devices, args.rounds, 1, args.threads)
-        seq2 = time_executor("sequential", alg, devices, args.rounds, 1, 2)
-        proc = time_executor("process", alg, devices, args.rounds, 2, args.threads)
-        bat = time_executor("batched", alg, devices, args.rounds, 1, args.batched_threads)
-        print(f"{n:>8} {seq:>11.0f} {seq2:>9.0f} {proc:>11.0f} {bat:>9.0f} {bat / seq:>12.2f}")
+    print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} cores={torch.get_num_threads()} "
+          f"median of {args.repeats} interleaved rounds")
+    print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c, *_ in EXECUTORS) + f" {'batched/seq':>12}")
+    for name in args.algorithms:
+        alg = make_algorithm(name, fd, MODEL, {"batch_size": 32, "local_epochs": 1.0}, seed=7)
+        for n in args.devices:
+            rates = measure(alg, list(range(n)), args.repeats, args.threads, args.batched_threads)
+            print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>11.0f}" for c, *_ in EXECUTORS)
+                  + f" {rates['batched'] / rates['sequential']:>12.2f}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
+        alg = make_algorithm(args.algorithms[0], fd, MODEL, {"batch_size": 32, "local_epochs": 1.0}, seed=7)
         devices = list(range(max(args.devices)))
-        tasks = [(d, alg.device_state(d), alg.downlink(d, 0), d) for d in devices]
         with make_executor("batched", threads=args.batched_threads) as ex:
-            ex.run(alg.client(), tasks)
+            round_samples_per_s(ex, alg, devices, 0)
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                ex.run(alg.client(), tasks)
+                round_samples_per_s(ex, alg, devices, 1)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 

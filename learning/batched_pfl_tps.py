@@ -31,6 +31,7 @@ from learning.algorithms.base import LocalResult
 from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, threshold_key
 from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, step_surrogate_grad
 from learning.batched import BatchedPlan, DeviceInit, DeviceStats, Task
+from learning.batched_vit import stacked_vit_forward, supports_stacked
 from learning.flops import vit_flops_per_sample
 
 __all__ = ["PFLTPSPlan", "masked_weight_functional"]
@@ -47,6 +48,10 @@ def masked_weight_functional(weight: torch.Tensor, threshold: torch.Tensor) -> t
     keep = (x > 0).to(w.dtype)
     surrogate = w * step_surrogate_grad(x)
     return weight + (w * keep - w) - surrogate * (threshold - t).unsqueeze(-1)
+
+
+def _masked(threshold: torch.Tensor, _name: str, weight: torch.Tensor) -> torch.Tensor:
+    return masked_weight_functional(weight, threshold)
 
 
 class _VmapMaskedLinear(ThresholdMaskedLinear):
@@ -88,6 +93,7 @@ class PFLTPSPlan(BatchedPlan):
             if isinstance(mod, ThresholdMaskedLinear):
                 mod.__class__ = _VmapMaskedLinear
         self.twin.train()
+        self.stacked = supports_stacked(self.twin)
         self._flops_key = (tuple(sorted(client.model_config.items())), tuple(client.input_shape),
                            int(client.num_classes))
 
@@ -134,6 +140,20 @@ class PFLTPSPlan(BatchedPlan):
                 theta = theta + params[RESIDUAL]
             vit.update(self.spec.split(theta))
         return torch.func.functional_call(self.twin, vit, (x,))
+
+    def forward_stacked(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
+                        x: torch.Tensor) -> torch.Tensor:
+        vit = {n: params[n] for n in self.train_names}
+        if self.linear:
+            shift = (params[EMBEDDING] - consts["anchor"]).unsqueeze(-1)
+            theta = consts["theta0"] + torch.bmm(consts["jac"], shift).squeeze(-1)
+            if self.residual:
+                theta = theta + params[RESIDUAL]
+            m = theta.shape[0]
+            parts = theta.split(self.spec.numels, dim=1)
+            vit.update({n: p.reshape(m, *s) for n, p, s in zip(self.spec.names, parts, self.spec.shapes)})
+        hooks = {f"{n}.weight": functools.partial(_masked, vit[threshold_key(n)]) for n in self.layer_names}
+        return stacked_vit_forward(self.twin, vit, x, hooks)  # type: ignore[arg-type]
 
     def extra_loss(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
         total = torch.zeros(())

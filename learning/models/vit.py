@@ -49,8 +49,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, tokens, dim) -> (batch, tokens, dim)."""
         b, t, d = x.shape
-        qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each (b, heads, t, head_dim)
+        # Split q/k/v on the un-permuted layout, then move heads forward per tensor: the
+        # backward then stacks gradients in qkv's own layout (no zero-filled buffers and no
+        # permuted copy of the whole qkv tensor).
+        qkv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim)
+        q, k, v = (z.transpose(1, 2) for z in qkv.unbind(2))  # each (b, heads, t, head_dim)
         attn = torch.matmul(q * self.scale, k.transpose(-2, -1)).softmax(dim=-1)
         attn = self.drop(attn)
         out = torch.matmul(attn, v).transpose(1, 2).reshape(b, t, d)

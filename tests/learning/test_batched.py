@@ -201,3 +201,37 @@ def test_fallbacks_are_sequential(data: Any) -> None:
     drop = make_algorithm("fedavg", data, {**MODEL, "dropout": 0.1}, {"batch_size": 16}, seed=1)
     assert batched_plan(drop.client()) is None
     assert batched_plan(make_algorithm("pfl_tps", data, MODEL, {}, seed=1).client()) is not None
+
+
+@pytest.mark.parametrize("name", ["fedavg", "pfl_tps"])
+def test_stacked_vit_forward_equals_vmapped_forward_and_gradients(data: Any, name: str) -> None:
+    model = {**MODEL, "depth": 2, "heads": 2}
+    alg = make_algorithm(name, data, model, {"batch_size": 8}, seed=3)
+    plan = batched_plan(alg.client())
+    assert plan is not None and plan.stacked
+    inits = [plan.prepare(t) for t in _tasks(alg, [0, 1, 2], 0)]
+    gen = torch.Generator().manual_seed(0)
+    # Different values per device (so a mix-up between devices shows), thresholds > 0.
+    params = {n: torch.stack([i.params[n] + 0.05 * torch.randn(i.params[n].shape, generator=gen) for i in inits])
+              for n in inits[0].params}
+    params = {n: (p.abs() * 0.5 if n.endswith(".threshold") else p).requires_grad_(True) for n, p in params.items()}
+    consts = {n: torch.stack([i.consts[n] for i in inits]) for n in inits[0].consts}
+    x = torch.stack([i.x[:8] for i in inits])
+    want = torch.func.vmap(plan.forward, randomness="same")(params, consts, x)
+    got = plan.forward_stacked(params, consts, x)
+    assert got.shape == (3, 8, data.num_classes)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    probe = torch.randn(got.shape, generator=gen)
+    g_want = torch.autograd.grad((want * probe).sum(), list(params.values()))
+    g_got = torch.autograd.grad((got * probe).sum(), list(params.values()))
+    for n, a, b in zip(params, g_want, g_got):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_tasks_split_into_near_equal_stacks_give_the_same_results(data: Any) -> None:
+    alg = make_algorithm("local", data, MODEL, {"batch_size": 16}, seed=2)
+    tasks = _tasks(alg, DEVICES, 0)  # 6 tasks: stacks of 2 with max_devices=2, 3+3 with 4
+    whole = BatchedExecutor().run(alg.client(), tasks)
+    for cap in (2, 4):
+        for a, b in zip(whole, BatchedExecutor(max_devices=cap).run(alg.client(), tasks)):
+            _close(a, b)
