@@ -6,6 +6,9 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 SCENARIO   ?= scenarios/urban_50dev.yaml
 PYTEST_ARGS ?=
+# Extras installed with the project: the tests include a local Ray instance (ray extra);
+# `make test EXTRAS=test` skips that test instead (remove .venv first to reinstall).
+EXTRAS     ?= test,ray
 
 BIN := $(VENV)/bin
 
@@ -17,7 +20,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 venv: $(VENV)/.installed

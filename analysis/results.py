@@ -89,6 +89,8 @@ def results_table(runs: Mapping[str, str | Path], fmt: str = "markdown") -> str:
     pfl = next(f for f in figures if f.label == "pfl_tps")
     notes = [f"FedAvg's global model: accuracy {_num(fedavg.global_accuracy, '.4f')}."]
     if dense is not None:
-        notes.append(f"Pruning costs {_num(100 * (dense.accuracy - pfl.accuracy), '.2f')} accuracy points "
+        cost = 100 * (dense.accuracy - pfl.accuracy)
+        verb = "costs" if not cost < 0 else "gains"
+        notes.append(f"Pruning {verb} {_num(abs(cost), '.2f')} accuracy points "
                      f"at {_num(pfl.ffl_sparsity, '.1%')} FFL sparsity (against `no_pruning`).")
     return table + "\n\n" + "\n".join(notes)

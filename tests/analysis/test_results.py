@@ -43,7 +43,10 @@ def test_table_has_ratios_against_fedavg(runs):
     assert lines[0].startswith("| run") and len([l for l in lines if l.startswith("| ")]) == 4
     fedavg_row = next(l for l in lines if l.startswith("| fedavg"))
     assert "100.00%" in fedavg_row and "1.000" in fedavg_row
-    assert "Pruning costs" in text
+    pfl, dense = run_figures("pfl_tps", runs["pfl_tps"]), run_figures("no_pruning", runs["no_pruning"])
+    points = 100 * (dense.accuracy - pfl.accuracy)
+    verb = "costs" if points >= 0 else "gains"
+    assert f"Pruning {verb} {abs(points):.2f} accuracy points" in text
 
 
 def test_requires_pfl_tps_and_fedavg(runs):
