@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from learning.algorithms.base import LocalResult
-from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, threshold_key
+from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, received_tensors, threshold_key
 from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, step_surrogate_grad
 from learning.batched import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.batched_vit import stacked_vit_forward, supports_stacked
@@ -101,11 +101,7 @@ class PFLTPSPlan(BatchedPlan):
     def prepare(self, task: Task) -> DeviceInit:
         device, state, payload, _ = task
         cfg = self.cfg
-        if state is None:
-            raise ValueError(f"pfl_tps device {device} needs its state")
-        if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
-            raise ValueError(f"pfl_tps device {device} needs a downlink payload")
-        tensors = payload.tensors if payload is not None else {}
+        tensors = received_tensors(cfg, device, state, payload)
         full: dict[str, torch.Tensor] = dict(state["params"])
         thr = {n: tensors[threshold_key(n)] for n in self.layer_names} if cfg.pruning_enabled else state["thresholds"]
         full.update({threshold_key(n): thr[n] for n in self.layer_names})
@@ -131,24 +127,25 @@ class PFLTPSPlan(BatchedPlan):
             return self.hp.lr, 0.0
         return self.hp.lr, self.hp.weight_decay
 
+    def linear_theta(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The linearised SAL θ0 + J (e − ê) [+ r]: (n_sal,) for one device, or (m, n_sal)
+        from stacked tensors."""
+        shift = (params[EMBEDDING] - consts["anchor"]).unsqueeze(-1)
+        theta = consts["theta0"] + (consts["jac"] @ shift).squeeze(-1)
+        return theta + params[RESIDUAL] if self.residual else theta
+
     # ----------------------------------------------------------------- per device (vmapped)
     def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         vit = {n: params[n] for n in self.train_names}
         if self.linear:
-            theta = consts["theta0"] + consts["jac"] @ (params[EMBEDDING] - consts["anchor"])
-            if self.residual:
-                theta = theta + params[RESIDUAL]
-            vit.update(self.spec.split(theta))
+            vit.update(self.spec.split(self.linear_theta(params, consts)))
         return torch.func.functional_call(self.twin, vit, (x,))
 
     def forward_stacked(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
                         x: torch.Tensor) -> torch.Tensor:
         vit = {n: params[n] for n in self.train_names}
         if self.linear:
-            shift = (params[EMBEDDING] - consts["anchor"]).unsqueeze(-1)
-            theta = consts["theta0"] + torch.bmm(consts["jac"], shift).squeeze(-1)
-            if self.residual:
-                theta = theta + params[RESIDUAL]
+            theta = self.linear_theta(params, consts)
             m = theta.shape[0]
             parts = theta.split(self.spec.numels, dim=1)
             vit.update({n: p.reshape(m, *s) for n, p, s in zip(self.spec.names, parts, self.spec.shapes)})
@@ -211,10 +208,7 @@ class PFLTPSPlan(BatchedPlan):
         delta = None
         if cfg.hypernetwork_enabled:  # the SAL the device holds after training (kept, never sent)
             if self.linear:
-                c = init.consts
-                sal = c["theta0"] + c["jac"] @ (final[EMBEDDING] - c["anchor"])
-                if self.residual:
-                    sal = sal + final[RESIDUAL]
+                sal = self.linear_theta(final, init.consts)
             else:
                 sal = self.spec.flatten({n: merged[n] for n in self.spec.names})
             new_state["sal"] = sal.detach().clone()

@@ -257,6 +257,16 @@ def load_net(net: PFLTPSNet, state: dict[str, Any], sal_theta: torch.Tensor | No
             net.sal_residual.copy_(state["sal_residual"])
 
 
+def received_tensors(cfg: PFLTPSConfig, device: int, state: Any, payload: Payload | None) -> dict[str, torch.Tensor]:
+    """The downlink's tensors ({} without one) after checking that an update of ``device``
+    has what it needs: its state, and a downlink unless both halves are off."""
+    if state is None:
+        raise ValueError(f"pfl_tps device {device} needs its state")
+    if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
+        raise ValueError(f"pfl_tps device {device} needs a downlink payload")
+    return payload.tensors if payload is not None else {}
+
+
 class _PostStepOptimizer:
     """Wraps an optimizer: after every step, clamp thresholds and reset near-empty layers."""
 
@@ -304,11 +314,7 @@ class PFLTPSClient(Client):
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (state, downlink) -> (new state, uplink of thresholds + e' or Δθ)."""
         cfg = self.cfg
-        if state is None:
-            raise ValueError(f"pfl_tps device {device} needs its state")
-        if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
-            raise ValueError(f"pfl_tps device {device} needs a downlink payload")
-        tensors = payload.tensors if payload is not None else {}
+        tensors = received_tensors(cfg, device, state, payload)
         net = self.model()
         theta = tensors.get("sal_theta") if cfg.hypernetwork_enabled else None
         thr = {n: tensors[threshold_key(n)] for n in net.layer_names} if cfg.pruning_enabled else None
