@@ -144,14 +144,17 @@ class BatchedPlan:
     """The functional description of one algorithm's local update (override per algorithm).
 
     The executor calls ``prepare`` per task, stacks the results, trains with ``forward``
-    (+ ``extra_loss``) and ``hyper``'s optimizer groups, calls ``step_flops`` before and
-    ``post_step`` after every step, and builds each result with ``finish``.
+    under ``vmap`` or with ``forward_stacked`` (+ ``extra_loss``) and ``hyper``'s optimizer
+    groups, calls ``step_flops`` before and ``post_step`` after every step, and builds each
+    result with ``finish``.
     """
 
     #: True when ``extra_loss`` contributes to the training loss.
     has_extra_loss: bool = False
     #: True when ``step_flops`` counts FLOPs per step (else ``finish`` counts them).
     counts_step_flops: bool = False
+    #: True when ``forward_stacked`` computes all devices at once (else ``forward`` is vmapped).
+    stacked: bool = False
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -167,9 +170,6 @@ class BatchedPlan:
     def hyper(self, name: str) -> tuple[float, float]:
         """(lr, weight_decay) of trainable tensor ``name``."""
         return self.hp.lr, self.hp.weight_decay
-
-    #: True when ``forward_stacked`` computes all devices at once (else ``forward`` is vmapped).
-    stacked: bool = False
 
     def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """One device's logits (B, classes) from its (unstacked) tensors; run under ``vmap``."""
