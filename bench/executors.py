@@ -61,8 +61,8 @@ def round_samples_per_s(ex: Any, alg: Any, devices: list[int], round_idx: int) -
 
 def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int) -> dict[str, float]:
     """Median samples/s per executor column over ``repeats`` timed rounds: the in-process
-    executors interleaved, then the process pool on its own (its idle workers slow the
-    parent process down by up to a quarter here, so it is never alive while others run)."""
+    executors interleaved, then the process pool on its own (its worker processes are
+    never alive while the others are timed)."""
     rates: dict[str, list[float]] = {c: [] for c, *_ in EXECUTORS}
     execs = {}
     for column, name, workers, t in EXECUTORS:
