@@ -163,7 +163,8 @@ class Algorithm(ABC):
 
     @classmethod
     def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        """``params`` completed with defaults; unknown keys raise ``ValueError``."""
+        """``params`` completed with defaults; unknown keys and values ``check_params``
+        rejects raise ``ValueError``."""
         params = dict(params or {})
         defaults = cls.default_params()
         unknown = sorted(set(params) - set(defaults))
@@ -173,7 +174,13 @@ class Algorithm(ABC):
             )
         resolved = {**defaults, **params}
         TrainParams.from_params(resolved)  # validates the common ones
+        cls.check_params(resolved)
         return resolved
+
+    @classmethod
+    def check_params(cls, resolved: dict[str, Any]) -> None:
+        """Range checks of this algorithm's ``extra_params`` in ``resolved`` (override; raise
+        ``ValueError`` naming the key)."""
 
     # ----------------------------------------------------------------- helpers
     def device_seed(self, device: int, stream: int = 0) -> int:

@@ -59,11 +59,9 @@ class Ditto(FedAvg):
     extra_params: ClassVar[dict[str, Any]] = {"lam": 0.1}
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         if not float(resolved["lam"]) >= 0:
             raise ValueError(f"ditto parameter lam must be >= 0, got {resolved['lam']}")
-        return resolved
 
     def make_client(self) -> Client:
         return DittoClient(self.data, self.model_config, self.params)

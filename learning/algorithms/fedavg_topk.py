@@ -87,11 +87,9 @@ class FedAvgTopK(FedAvg):
     extra_params: ClassVar[dict[str, Any]] = {"k_fraction": 0.01}
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         if not 0 < float(resolved["k_fraction"]) <= 1:
             raise ValueError(f"fedavg_topk parameter k_fraction must be in (0, 1], got {resolved['k_fraction']}")
-        return resolved
 
     def make_client(self) -> Client:
         return TopKClient(self.data, self.model_config, self.params)

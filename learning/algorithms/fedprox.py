@@ -83,11 +83,9 @@ class FedProx(FedAvg):
     extra_params: ClassVar[dict[str, Any]] = {"mu": 0.01}
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         if not float(resolved["mu"]) >= 0:
             raise ValueError(f"fedprox parameter mu must be >= 0, got {resolved['mu']}")
-        return resolved
 
     def make_client(self) -> Client:
         return FedProxClient(self.data, self.model_config, self.params)

@@ -72,11 +72,9 @@ class FedRep(FedPer):
     extra_params: ClassVar[dict[str, Any]] = {"head_epochs": 1.0}
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         if not float(resolved["head_epochs"]) > 0:
             raise ValueError(f"fedrep parameter head_epochs must be > 0, got {resolved['head_epochs']}")
-        return resolved
 
     def make_client(self) -> Client:
         return FedRepClient(self.data, self.model_config, self.params)

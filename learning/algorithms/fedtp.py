@@ -78,10 +78,8 @@ class FedTP(FedAvg):
         self.server: HyperServer = make_hyper_server(self, SalSpec.from_model(self._model), None)
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         check_hn_params(cls.name, resolved)
-        return resolved
 
     def make_client(self) -> Client:
         return FedTPClient(self.data, self.model_config, self.params)

@@ -182,10 +182,8 @@ class PFedHN(Algorithm):
         self.server = make_hyper_server(self, spec, base)
 
     @classmethod
-    def resolve_params(cls, params: dict[str, Any] | None) -> dict[str, Any]:
-        resolved = super().resolve_params(params)
+    def check_params(cls, resolved: dict[str, Any]) -> None:
         check_hn_params(cls.name, resolved)
-        return resolved
 
     def make_client(self) -> Client:
         return PFedHNClient(self.data, self.model_config, self.params)
