@@ -1,5 +1,9 @@
 """Per-device hardware, battery and energy accounts, held as arrays over all devices.
 
+Powers here are drawn from the battery (:mod:`radio.power`): transmitting draws
+P_circuit + P_radiated/η_PA (:meth:`Fleet.drawn_tx_power_w`), receiving P_rx, waiting
+P_idle, computing P_static + κf³ (:func:`radio.compute.compute_energy_j`).
+
 Energy is booked into four components — compute, transmit, receive, idle — whose sum
 is the device's total; the battery is drained by the same amounts. A device whose
 battery reaches zero is dead from then on (it is never selected again and any flow it
@@ -11,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from radio.compute import PROFILES
+from radio.power import drawn_tx_power_w
 
 ENERGY_COMPONENTS = ("compute", "tx", "rx", "idle")
 
@@ -41,7 +46,10 @@ class Fleet:
         self.cycles_per_flop = column("cycles_per_flop")
         self.kappa = column("kappa")
         self.tx_power_dbm = column("tx_power_dbm")
-        self.tx_power_w = 10.0 ** (self.tx_power_dbm / 10.0) / 1000.0
+        self.tx_power_w = 10.0 ** (self.tx_power_dbm / 10.0) / 1000.0  # radiated P_CMAX
+        self.pa_efficiency = column("pa_efficiency")
+        self.tx_circuit_power_w = column("tx_circuit_power_w")
+        self.cpu_static_power_w = column("cpu_static_power_w")
         self.idle_power_w = column("idle_power_w")
         self.rx_power_w = column("rx_power_w")
         self.battery_capacity_j = column("battery_j")
@@ -53,6 +61,16 @@ class Fleet:
     def profile(self, device: int) -> str:
         """The hardware profile name of `device`."""
         return self.profile_names[self.profile_index[device]]
+
+    def drawn_tx_power_w(self, devices: np.ndarray, radiated_w: np.ndarray | float | None = None) -> np.ndarray:
+        """Battery power [W] `devices` draw while radiating `radiated_w` [W] (default: P_CMAX).
+
+        Vectorised over `devices` (shape (k,)); `radiated_w` broadcasts against it. This
+        is the conversion the uplink schedulers apply to the power their rate used.
+        """
+        devices = np.asarray(devices, dtype=np.int64)
+        radiated = self.tx_power_w[devices] if radiated_w is None else radiated_w
+        return drawn_tx_power_w(radiated, self.pa_efficiency[devices], self.tx_circuit_power_w[devices])
 
     def charge(self, component: str, devices: np.ndarray, energy_j: np.ndarray, now_s: float) -> np.ndarray:
         """Book `energy_j` [J] of `component` to `devices`; return a mask of those now empty.

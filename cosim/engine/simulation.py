@@ -185,7 +185,7 @@ class Simulation:
             cycles = work.flops * fleet.cycles_per_flop[d]
             compute_f = float(self._frequency(d, cycles, round_start_s, work.uplink_bytes))
             duration = float(compute_time_s(cycles, compute_f))
-            energy = float(compute_energy_j(cycles, compute_f, fleet.kappa[d]))
+            energy = float(compute_energy_j(cycles, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]))
             compute_start = env.now
             if energy > fleet.battery_j[d]:
                 # The battery empties part-way through: the device stops when it does.
@@ -216,7 +216,8 @@ class Simulation:
             if phase == "compute" and compute_start is not None:
                 rs.busy_s[d] += env.now - compute_start
                 cycles_done = compute_f * (env.now - compute_start)
-                fleet.charge("compute", np.array([d]), compute_energy_j(cycles_done, compute_f, fleet.kappa[d]), env.now)
+                fleet.charge("compute", np.array([d]),
+                             compute_energy_j(cycles_done, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]), env.now)
             trace.event(env.now, round_idx, d, cell, "straggler", detail=phase)
 
     def _transfer(self, round_idx: int, d: int, cell: int, direction: str, nbytes: int, rs: "_RoundState",
@@ -227,7 +228,8 @@ class Simulation:
         """
         env, fleet = self.env, self.fleet
         downlink = direction == "dl"
-        power_w = fleet.rx_power_w[d] if downlink else fleet.tx_power_w[d]
+        # Drawn power: receive state, or P_circuit + P_CMAX/η_PA (the link uses P_CMAX).
+        power_w = fleet.rx_power_w[d] if downlink else float(fleet.drawn_tx_power_w(np.array([d]))[0])
         flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes, power_w=power_w)
         current["flow"] = flow
         yield flow.done
@@ -253,7 +255,8 @@ class Simulation:
         if deadline is not None:
             upload_s = 8.0 * uplink_bytes / max(float(self.world.uplink_full_band_rate_bps(np.array([d]))[0]), 1.0)
             budget = np.array([deadline - (self.env.now - round_start_s) - upload_s])
-        f = self.dvfs(np.array([cycles]), budget, fleet.f_min_hz[d:d + 1], fleet.f_max_hz[d:d + 1])
+        f = self.dvfs(np.array([cycles]), budget, fleet.f_min_hz[d:d + 1], fleet.f_max_hz[d:d + 1],
+                      kappa=fleet.kappa[d:d + 1], static_power_w=fleet.cpu_static_power_w[d:d + 1])
         return float(np.asarray(f)[0])
 
     def _selection_context(self, round_idx: int) -> SelectionContext:
@@ -267,7 +270,8 @@ class Simulation:
         dl_s = 8.0 * cost.downlink_bytes * share / dl_rate if comm else 0.0
         cycles = self.learning.expected_flops() * fleet.cycles_per_flop
         compute_s = cycles / fleet.f_max_hz
-        energy = compute_energy_j(cycles, fleet.f_max_hz, fleet.kappa) + fleet.tx_power_w * ul_s + fleet.rx_power_w * dl_s
+        energy = (compute_energy_j(cycles, fleet.f_max_hz, fleet.kappa, fleet.cpu_static_power_w)
+                  + fleet.drawn_tx_power_w(all_devices) * ul_s + fleet.rx_power_w * dl_s)
         return SelectionContext(
             round_idx=round_idx, alive=fleet.alive.copy(), expected_uplink_rate_bps=ul_rate,
             expected_energy_j=np.asarray(energy, dtype=float), expected_time_s=dl_s + compute_s + ul_s,

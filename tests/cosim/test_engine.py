@@ -92,7 +92,10 @@ def test_static_single_device_uplink_is_exact(tmp_path):
     rate = 10e6 * math.log2(1 + snr / 10 ** 0.15)
     assert rate < 10e6 * 7.4063  # the log2 branch, not the cap
     assert ev["duration_s"][i] == pytest.approx(8 * ev["bytes"][i] / rate, rel=1e-9)
-    assert ev["energy_j"][i] == pytest.approx(ev["duration_s"][i] * 10 ** (PROFILES["mid"].tx_power_dbm / 10) / 1000)
+    # Drawn, not radiated, power (issue 13 finding 2): P_circuit + P_tx/η_PA on the airtime.
+    mid = PROFILES["mid"]
+    drawn_w = mid.tx_circuit_power_w + 10 ** (mid.tx_power_dbm / 10) / 1000 / mid.pa_efficiency
+    assert ev["energy_j"][i] == pytest.approx(ev["duration_s"][i] * drawn_w)
 
 
 def test_deadline_cuts_stragglers_and_keeps_accounting(tmp_path):
