@@ -26,7 +26,7 @@ import torch
 
 from learning.algorithms import make_algorithm
 from learning.data import DatasetNotFoundError, build_federated_data, load_dataset, make_synthetic
-from learning.executors import make_executor
+from learning.execution import make_executor
 
 MODEL = {"name": "vit", "patch_size": 7, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0}
 FMNIST = "/usr/share/datasets/fashion-mnist"

@@ -22,7 +22,7 @@ import numpy as np
 
 from learning.algorithms import make_algorithm
 from learning.data import build_federated_data, load_dataset
-from learning.executors import make_executor
+from learning.execution import make_executor
 
 EXPERIMENTS = {
     "fedavg-iid": ("fedavg", "iid", {}),

@@ -115,7 +115,7 @@ _LAYER_KEYS = (
     ("learning/data/", "learning.dataset"),
     ("learning/models/", "learning.model"),
     ("learning/algorithms/", "learning.algorithm"),
-    ("learning/executors", "execution"),
+    ("learning/execution/", "execution"),
     ("radio/mobility/", "devices.mobility"),
     ("radio/pathloss/", "cells"),
     ("radio/channel", "radio"),

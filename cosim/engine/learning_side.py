@@ -15,7 +15,7 @@ import numpy as np
 
 from learning.algorithms import ALGORITHMS, make_algorithm
 from learning.data import build_federated_data, load_dataset
-from learning.executors import make_executor
+from learning.execution import make_executor
 
 # Training-set size and input shape of datasets known without loading them (surrogate mode).
 _DATASET_SHAPES = {"fashion_mnist": (60000, (1, 28, 28), 10)}

@@ -12,11 +12,12 @@ from learning.algorithms import make_algorithm
 from learning.algorithms.base import LocalResult
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.pfl_tps.pruning import ThresholdMask
-from learning.batched import BatchedExecutor, StackedOptimizer, adam_step_, batched_plan, sgd_step_
-from learning.batched_pfl_tps import masked_weight_functional
+from learning.algorithms.pfl_tps.batched import masked_weight_functional
+from learning.algorithms.pfl_tps.client import PFLTPSClient
+from learning.execution.batched import BatchedExecutor, StackedOptimizer, adam_step_, batched_plan, sgd_step_
 from learning.algorithms.training import TrainParams
 from learning.data import build_federated_data, make_synthetic
-from learning.executors import SequentialExecutor, make_executor
+from learning.execution import SequentialExecutor, make_executor
 
 DIM = 16
 MODEL = {"patch_size": 14, "dim": DIM, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
@@ -200,7 +201,24 @@ def test_fallbacks_are_sequential(data: Any) -> None:
     # Dropout cannot be reproduced per device under vmap: sequential.
     drop = make_algorithm("fedavg", data, {**MODEL, "dropout": 0.1}, {"batch_size": 16}, seed=1)
     assert batched_plan(drop.client()) is None
-    assert batched_plan(make_algorithm("pfl_tps", data, MODEL, {}, seed=1).client()) is not None
+    pfl = make_algorithm("pfl_tps", data, MODEL, {}, seed=1)
+    assert batched_plan(pfl.client()) is not None
+    # A subclass of PFL-TPS's client may change the update: not batched unless it brings a plan.
+    sub = type("SubPFLTPSClient", (PFLTPSClient,), {})(pfl.data, pfl.model_config, pfl.params)
+    assert batched_plan(sub) is None
+
+
+@pytest.mark.parametrize("first", ["learning.algorithms.pfl_tps.batched", "learning.execution.batched"])
+def test_execution_and_algorithm_plans_import_without_cycle(first: str) -> None:
+    # Each side imports on its own, in a fresh interpreter; the executor never imports an
+    # algorithm's plan module (it asks the client), so no cycle exists.
+    import subprocess
+    import sys
+
+    code = (f"import sys, importlib; importlib.import_module({first!r}); "
+            "print('learning.algorithms.pfl_tps.batched' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(first.endswith("pfl_tps.batched"))
 
 
 @pytest.mark.parametrize("name", ["fedavg", "pfl_tps"])

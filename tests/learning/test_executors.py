@@ -10,7 +10,7 @@ import torch
 from learning.algorithms import make_algorithm
 from learning.algorithms.base import LocalResult
 from learning.data import build_federated_data, make_synthetic
-from learning.executors import EXECUTORS, ProcessExecutor, SequentialExecutor, make_executor
+from learning.execution import EXECUTORS, ProcessExecutor, SequentialExecutor, make_executor
 
 MODEL = {"patch_size": 14, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
 PARAMS = {"local_epochs": 1.0, "batch_size": 16}

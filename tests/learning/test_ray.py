@@ -14,7 +14,7 @@ from cosim.scenario.schema import Execution
 from learning.algorithms import make_algorithm
 from learning.algorithms.base import LocalResult
 from learning.data import build_federated_data, make_synthetic
-from learning.executors import SequentialExecutor, make_executor
+from learning.execution import SequentialExecutor, make_executor
 
 MODEL = {"patch_size": 14, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
 HAVE_RAY = importlib.util.find_spec("ray") is not None

@@ -311,6 +311,15 @@ class PFLTPSClient(Client):
             self._model = build_net(self.model_config, self.input_shape, self.num_classes, self.cfg)
         return self._model  # type: ignore[return-value]
 
+    def batched_plan(self) -> Any:
+        """The batched executor's plan of this update (``pfl_tps.batched.PFLTPSPlan``), or None
+        for a subclass (its update may differ; it must provide its own plan to be batched)."""
+        if type(self) is not PFLTPSClient:
+            return None
+        from learning.algorithms.pfl_tps.batched import PFLTPSPlan  # lazy: torch.func only when batched
+
+        return PFLTPSPlan(self)
+
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (state, downlink) -> (new state, uplink of thresholds + e' or Δθ)."""
         cfg = self.cfg

@@ -1,4 +1,4 @@
-"""Batched plan of the PFL-TPS local update (see ``learning.batched`` and
+"""Batched plan of the PFL-TPS local update (see ``learning.execution.batched`` and
 ``learning.algorithms.pfl_tps.client``): the same update, written functionally for ``vmap``.
 
 * The masked FFL layers run as ``_VmapMaskedLinear``: the forward value ``W ⊙ 1[|W| > t]``
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from learning.algorithms.base import LocalResult
 from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, received_tensors, threshold_key
 from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, step_surrogate_grad
-from learning.batched import BatchedPlan, DeviceInit, DeviceStats, Task
-from learning.batched_vit import stacked_vit_forward, supports_stacked
+from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
+from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.flops import vit_flops_per_sample
 
 __all__ = ["PFLTPSPlan", "masked_weight_functional"]

@@ -4,15 +4,16 @@
 FedJAX's ``for_each_client``, the per-device parameters are stacked along a leading
 device axis and one training step of every device is a single ``vmap`` of
 ``functional_call`` over that axis (for the ViT, a hand-batched forward with the same
-value, ``learning.batched_vit``), followed by one backward pass (the devices' losses are
+value, ``learning.execution.batched_vit``), followed by one backward pass (the devices' losses are
 summed; their parameters are disjoint, so each device gets exactly its own gradient) and a
 functional Adam / SGD step on the stacked tensors.
 
-An algorithm opts in through a ``BatchedPlan`` (what its local update computes, written
-functionally): ``BATCHED_PLANS`` maps a client class (exact type, so a subclass with a
-different update, e.g. FedProx, is never batched by mistake) to its plan; a client may also
-provide ``batched_plan() -> BatchedPlan``. Plans exist for FedAvg, local-only and PFL-TPS
-(``learning.batched_pfl_tps``). Tasks whose client has no plan, whose model uses dropout
+An algorithm opts in through a ``BatchedPlan`` (``learning.execution.plan``: what its
+local update computes, written functionally): ``BATCHED_PLANS`` maps a client class (exact
+type, so a subclass with a different update, e.g. FedProx, is never batched by mistake) to
+its plan; a client may also provide ``batched_plan() -> BatchedPlan | None``. Plans exist for
+FedAvg and local-only (``PlainModelPlan``, here) and PFL-TPS (beside the algorithm, in
+``learning.algorithms.pfl_tps.batched``; this module never imports it). Tasks whose client has no plan, whose model uses dropout
 (per-device dropout streams cannot be reproduced under ``vmap``) or whose device has no
 training data run sequentially in this process, so results never depend on the executor.
 
@@ -26,7 +27,6 @@ the real samples only, so padding changes neither loss nor gradient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -36,13 +36,12 @@ from learning.algorithms.base import Client, LocalResult
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.local import LocalClient
 from learning.algorithms.training import TrainParams, _batch_indices
-from learning.batched_vit import stacked_vit_forward, supports_stacked
+from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
+from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.payload import Payload
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
-           "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor"]
-
-Task = tuple[int, Any, "Payload | None", int]
+           "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task"]
 ADAM_BETAS: tuple[float, float] = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS: float = 1e-8
 
@@ -115,88 +114,6 @@ class StackedOptimizer:
                     self.bufs[name] = new
 
 
-# --------------------------------------------------------------------------- plans
-@dataclass
-class DeviceInit:
-    """One task, prepared: trainable ``params``, constant ``consts`` (both name -> tensor,
-    fed to the forward), training data ``x`` (n, C, H, W) / ``y`` (n,) and ``extra`` (plan
-    specific)."""
-
-    params: dict[str, torch.Tensor]
-    consts: dict[str, torch.Tensor]
-    x: torch.Tensor
-    y: torch.Tensor
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DeviceStats:
-    """What batched training did for one device (as ``TrainStats`` plus per-step counters)."""
-
-    samples_processed: int
-    loss: float
-    accuracy: float
-    flops: int | None  # summed per-step FLOPs (plans that count per step), else None
-    resets: int
-
-
-class BatchedPlan:
-    """The functional description of one algorithm's local update (override per algorithm).
-
-    The executor calls ``prepare`` per task, stacks the results, trains with ``forward``
-    under ``vmap`` or with ``forward_stacked`` (+ ``extra_loss``) and ``hyper``'s optimizer
-    groups, calls ``step_flops`` before and ``post_step`` after every step, and builds each
-    result with ``finish``.
-    """
-
-    #: True when ``extra_loss`` contributes to the training loss.
-    has_extra_loss: bool = False
-    #: True when ``step_flops`` counts FLOPs per step (else ``finish`` counts them).
-    counts_step_flops: bool = False
-    #: True when ``forward_stacked`` computes all devices at once (else ``forward`` is vmapped).
-    stacked: bool = False
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.hp: TrainParams = client.train_params
-
-    def supported(self) -> bool:
-        """Whether this client's updates can be batched (dropout must be off)."""
-        return float(self.client.model_config.get("dropout", 0.0)) == 0.0
-
-    def prepare(self, task: Task) -> DeviceInit:
-        raise NotImplementedError
-
-    def hyper(self, name: str) -> tuple[float, float]:
-        """(lr, weight_decay) of trainable tensor ``name``."""
-        return self.hp.lr, self.hp.weight_decay
-
-    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """One device's logits (B, classes) from its (unstacked) tensors; run under ``vmap``."""
-        raise NotImplementedError
-
-    def forward_stacked(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
-                        x: torch.Tensor) -> torch.Tensor:
-        """All devices' logits (m, B, classes) from stacked tensors (m, ...) and x (m, B, ...):
-        the value of ``vmap(forward)``, faster (used when ``stacked`` is True)."""
-        raise NotImplementedError
-
-    def extra_loss(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One device's regulariser (scalar); run under ``vmap``."""
-        raise NotImplementedError
-
-    def step_flops(self, params: dict[str, torch.Tensor], m: int) -> list[int] | None:
-        """FLOPs per sample of devices ``[0, m)`` before this step (None: counted in ``finish``)."""
-        return None
-
-    def post_step(self, params: dict[str, torch.Tensor], m: int) -> torch.Tensor | None:
-        """In-place projection after a step of devices ``[0, m)``; returns resets per device (m,)."""
-        return None
-
-    def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
-        raise NotImplementedError
-
-
 def _metrics(stats: DeviceStats) -> dict[str, float]:
     return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
             "samples_processed": float(stats.samples_processed)}
@@ -245,12 +162,6 @@ class PlainModelPlan(BatchedPlan):
         return LocalResult(int(device), state_dict, None, flops, int(init.y.shape[0]), _metrics(stats))
 
 
-def _pfl_tps_plan(client: Client) -> BatchedPlan:
-    from learning.batched_pfl_tps import PFLTPSPlan  # lazy: keeps this module light
-
-    return PFLTPSPlan(client)
-
-
 #: client class (exact type) -> plan factory.
 BATCHED_PLANS: dict[type, Callable[[Client], BatchedPlan]] = {
     FedAvgClient: lambda c: PlainModelPlan(c, "fedavg"),
@@ -263,9 +174,7 @@ def batched_plan(client: Client) -> BatchedPlan | None:
     if hasattr(client, "batched_plan"):
         plan = client.batched_plan()
     else:
-        from learning.algorithms.pfl_tps.client import PFLTPSClient
-
-        factory = _pfl_tps_plan if type(client) is PFLTPSClient else BATCHED_PLANS.get(type(client))
+        factory = BATCHED_PLANS.get(type(client))
         plan = factory(client) if factory is not None else None
     return plan if plan is not None and plan.supported() else None
 

@@ -4,8 +4,8 @@ Protocol: ``executor.run(client, tasks) -> list[LocalResult]`` with tasks
 ``(device, state, payload, seed)`` and results in task order; ``close()``; context manager.
 
 - ``SequentialExecutor``: in this process, ``torch.set_num_threads(threads)``.
-- ``BatchedExecutor`` (``learning.batched``): many devices' updates at once with ``torch.func``.
-- ``RayExecutor`` (``learning.ray_executor``): Ray actors, local or on a cluster (``address``).
+- ``BatchedExecutor`` (``learning.execution.batched``): many devices' updates at once with ``torch.func``.
+- ``RayExecutor`` (``learning.execution.ray_executor``): Ray actors, local or on a cluster (``address``).
 - ``ProcessExecutor``: a ``multiprocessing`` pool of ``workers`` processes, each with
   ``torch.set_num_threads(threads)``. The client (data + config) is pickled once per pool,
   in the worker initializer; passing a different client object re-creates the pool.
@@ -119,7 +119,7 @@ class ProcessExecutor:
         self.start_method = start_method
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["torch", "learning.executors"])
+            self._ctx.set_forkserver_preload(["torch", "learning.execution.executors"])
         self._pool: Any = None
         self._client: Client | None = None
 
@@ -161,18 +161,18 @@ class ProcessExecutor:
 
 
 def _batched(workers: int = 1, threads: int = 1) -> Executor:
-    from learning.batched import BatchedExecutor  # lazy: torch.func machinery only when used
+    from learning.execution.batched import BatchedExecutor  # lazy: torch.func machinery only when used
 
     return BatchedExecutor(workers=workers, threads=threads)
 
 
 def _ray(workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
-    from learning.ray_executor import RayExecutor  # lazy: ray is an optional extra
+    from learning.execution.ray_executor import RayExecutor  # lazy: ray is an optional extra
 
     return RayExecutor(workers=workers, threads=threads, address=address)
 
 
-#: name -> executor class or factory (batched: ``learning.batched``; ray: ``learning.ray_executor``).
+#: name -> executor class or factory (batched: ``learning.execution.batched``; ray: ``learning.execution.ray_executor``).
 EXECUTORS: dict[str, Any] = {"sequential": SequentialExecutor, "process": ProcessExecutor,
                              "batched": _batched, "ray": _ray}
 

@@ -1,0 +1,22 @@
+"""Execution: *how* local updates run; the algorithm (``learning.algorithms``) says *what* runs.
+
+- ``executors``: the protocol, ``SequentialExecutor``, ``ProcessExecutor`` and the registry
+  (``EXECUTORS``, ``make_executor``).
+- ``batched``: ``BatchedExecutor`` (many devices' updates at once, ``torch.func``) with
+  ``plan`` (the ``BatchedPlan`` contract an algorithm implements beside itself) and
+  ``batched_vit`` (the ViT forward over a stacked device axis).
+- ``ray_executor``: ``RayExecutor`` (Ray actors, locally or on a cluster).
+
+Only ``executors`` is imported here; the batched and Ray machinery load when built.
+"""
+
+from learning.execution.executors import (
+    EXECUTORS,
+    Executor,
+    ProcessExecutor,
+    SequentialExecutor,
+    Task,
+    make_executor,
+)
+
+__all__ = ["EXECUTORS", "Executor", "ProcessExecutor", "SequentialExecutor", "Task", "make_executor"]
