@@ -13,7 +13,6 @@ Round time and energy are never computed by formula: they are what these events 
 
 from __future__ import annotations
 
-import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +20,20 @@ from pathlib import Path
 import numpy as np
 import simpy
 
+from cosim.engine.availability import Availability
 from cosim.engine.checkpoint import load_checkpoint
 from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
 from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
+from cosim.engine.timing import At as _At
 from cosim.engine.world import World
 from cosim.trace import TraceRecorder
 from radio.compute import FREQUENCY_POLICIES, compute_energy_j, compute_time_s
 from radio.ofdma import ALLOCATORS
 
-_RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection")
+# Appending a stream leaves the others unchanged (child i of a SeedSequence is spawn key (i,)).
+_RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection", "availability")
 
 
 def _mean_metric(arrived: dict[int, RoundWork], name: str) -> float:
@@ -39,24 +41,6 @@ def _mean_metric(arrived: dict[int, RoundWork], name: str) -> float:
     values = [w.result.metrics[name] for w in arrived.values()
               if w.result is not None and name in w.result.metrics]
     return float(np.mean(values)) if values else float("nan")
-
-
-class _At(simpy.events.Event):
-    """An event that fires at the absolute simulated time `time_s`.
-
-    `env.timeout(delay)` fires at ``now + delay``, whose rounding depends on `now`; a
-    run resumed from a checkpoint must tick at the same float times as one that never
-    stopped, so the world ticks are put on the queue at their exact times. This uses
-    SimPy's event queue layout ``(time, priority, id, event)`` (simpy 4).
-    """
-
-    def __init__(self, env: simpy.Environment, time_s: float) -> None:
-        if time_s < env.now:
-            raise ValueError(f"time {time_s} is in the past (now {env.now})")
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        heapq.heappush(env._queue, (time_s, simpy.events.NORMAL, next(env._eid), self))
 
 
 @dataclass
@@ -98,6 +82,8 @@ class Simulation:
         self.trace = TraceRecorder()
         self.fleet = Fleet(dict(scenario.devices.profiles), n, self.rngs["profiles"])
         self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
+        self.availability = Availability(scenario.devices.availability, n, self.fleet.profile_names,
+                                         self.fleet.profile_index, self.rngs["availability"])
         self.learning = LearningSide(scenario, n)
         checkpoint = None
         if checkpoint_path is not None:
@@ -115,6 +101,8 @@ class Simulation:
         self.rounds_done = 0
         self.handovers = 0
         self._tick_index = 0
+        self.in_flight: dict[int, simpy.Process] = {}  # device -> its running update
+        self.availability_changed = self.env.event()  # fires (and is replaced) at every transition
         if checkpoint is not None:
             self._restore(checkpoint)
         allocator = ALLOCATORS[fl.allocator]
@@ -126,7 +114,7 @@ class Simulation:
 
     # -- checkpoints --------------------------------------------------------------
     _RESTORED = ("rngs", "fleet", "world", "policy", "trace", "uplink_bytes", "downlink_bytes", "rounds_selected",
-                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "_tick_index")
+                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "_tick_index", "availability")
 
     def checkpoint_state(self) -> dict:
         """Everything needed to continue from the current round boundary (see `checkpoint`)."""
@@ -171,6 +159,34 @@ class Simulation:
             for scheduler in self.ul + self.dl:
                 scheduler.channel_changed()
 
+    def _availability_process(self):
+        """Sleeps until the next availability transition (an event), applies it, repeats.
+
+        A device that becomes unavailable during its update is interrupted (it drops out).
+        """
+        av = self.availability
+        while (t := av.next_time_s()) is not None:
+            yield _At(self.env, t)
+            change = av.pop_due(self.env.now)
+            for d, on in zip(change.devices.tolist(), change.available.tolist()):
+                self.trace.event(self.env.now, self.rounds_done, d, int(self.world.serving_cell[d]),
+                                 "available" if on else "unavailable")
+                proc = self.in_flight.get(d)
+                if not on and proc is not None and proc.is_alive:
+                    proc.interrupt("unavailable")
+            changed, self.availability_changed = self.availability_changed, self.env.event()
+            changed.succeed(change)
+
+    def wait_for_available(self, round_idx: int):
+        """Wait until some alive device is available; False (traced) when none ever will be."""
+        while not (self.fleet.alive & self.availability.available).any():
+            if self.availability.next_time_s() is None:
+                self.trace.event(self.env.now, round_idx, -1, -1, "none_available",
+                                 detail="no alive device is or will become available")
+                return False
+            yield self.availability_changed
+        return True
+
     def _device_round(self, round_idx: int, d: int, work: RoundWork, round_start_s: float, rs: "_RoundState"):
         env, fleet, trace = self.env, self.fleet, self.trace
         cell = int(self.world.serving_cell[d])
@@ -205,20 +221,29 @@ class Simulation:
                 if not (yield from self._transfer(round_idx, d, cell, "ul", work.uplink_bytes, rs, current)):
                     return
             rs.status[d] = "completed"
-        except simpy.Interrupt:
-            rs.status[d] = "straggler"
+        except simpy.Interrupt as stop:
+            # "deadline": a straggler; "unavailable": the device left (a dropout);
+            # "end": the run ended with this update in flight (non-sync modes).
+            cause = stop.cause if stop.cause in ("unavailable", "end") else "deadline"
+            rs.status[d] = {"deadline": "straggler", "unavailable": "dropout", "end": "cancelled"}[cause]
             flow = current.get("flow")
+            partial_j = 0.0  # energy of the cut phase (already charged to the battery)
             if flow is not None and not flow.completed:
-                # Cut at the deadline: its airtime so far was busy time (a finished flow's
-                # airtime is already counted).
-                (self.dl if phase == "download" else self.ul)[cell].cancel(flow, "deadline")
+                # Cut now: its airtime so far was busy time (a finished flow's airtime is
+                # already counted), its energy so far is already charged.
+                (self.dl if phase == "download" else self.ul)[cell].cancel(flow, cause)
                 rs.busy_s[d] += flow.airtime_s
+                partial_j = flow.energy_j
             if phase == "compute" and compute_start is not None:
                 rs.busy_s[d] += env.now - compute_start
                 cycles_done = compute_f * (env.now - compute_start)
-                fleet.charge("compute", np.array([d]),
-                             compute_energy_j(cycles_done, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]), env.now)
-            trace.event(env.now, round_idx, d, cell, "straggler", detail=phase)
+                partial_j = float(compute_energy_j(cycles_done, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]))
+                fleet.charge("compute", np.array([d]), partial_j, env.now)
+            if cause == "deadline":
+                trace.event(env.now, round_idx, d, cell, "straggler", detail=phase)
+            else:
+                trace.event(env.now, round_idx, d, cell, rs.status[d], energy_j=partial_j,
+                            detail=f"{cause} during {phase}")
 
     def _transfer(self, round_idx: int, d: int, cell: int, direction: str, nbytes: int, rs: "_RoundState",
                   current: dict):
@@ -273,7 +298,7 @@ class Simulation:
         energy = (compute_energy_j(cycles, fleet.f_max_hz, fleet.kappa, fleet.cpu_static_power_w)
                   + fleet.drawn_tx_power_w(all_devices) * ul_s + fleet.rx_power_w * dl_s)
         return SelectionContext(
-            round_idx=round_idx, alive=fleet.alive.copy(), expected_uplink_rate_bps=ul_rate,
+            round_idx=round_idx, alive=fleet.alive & self.availability.available, expected_uplink_rate_bps=ul_rate,
             expected_energy_j=np.asarray(energy, dtype=float), expected_time_s=dl_s + compute_s + ul_s,
             battery_j=fleet.battery_j.copy(), deadline_s=self.scenario.fl.deadline_s, rng=self.rngs["selection"],
         )
@@ -287,6 +312,8 @@ class Simulation:
             if not fleet.alive.any():
                 trace.event(env.now, r, -1, -1, "all_dead", detail="every battery is empty")
                 break
+            if not (yield from self.wait_for_available(r)):
+                break
             start_s = env.now
             energy_before = float(fleet.total_energy_j().sum())
             selected = self.policy.select(self._selection_context(r), fl.devices_per_round)
@@ -297,7 +324,7 @@ class Simulation:
             for d in map(int, selected):
                 self.rounds_selected[d] += 1
                 trace.event(env.now, r, d, int(self.world.serving_cell[d]), "selected", bytes=work[d].downlink_bytes)
-                procs[d] = env.process(self._device_round(r, d, work[d], start_s, rs))
+                procs[d] = self.in_flight[d] = env.process(self._device_round(r, d, work[d], start_s, rs))
             everyone = env.all_of(list(procs.values()))
             if fl.deadline_s is not None:
                 yield everyone | env.timeout(fl.deadline_s)
@@ -308,6 +335,7 @@ class Simulation:
             else:
                 yield everyone
             end_s = env.now
+            self.in_flight.clear()
             self._charge_idle(selected, rs, start_s, end_s)
             arrived = {d: work[d] for d in map(int, selected) if rs.status.get(d) == "completed"}
             for d in arrived:
@@ -361,6 +389,8 @@ class Simulation:
     def run(self) -> None:
         """Play the whole scenario out in simulated time."""
         self.env.process(self._world_process())
+        if self.availability.model != "always":
+            self.env.process(self._availability_process())
         server = self.env.process(self._server_process())
         try:
             self.env.run(until=server)

@@ -68,3 +68,16 @@ def allocators() -> tuple[str, ...]:
 def algorithms() -> tuple[str, ...]:
     """FL algorithm names (``learning.algorithms.ALGORITHMS``)."""
     return registry_names("learning.algorithms", "ALGORITHMS", ALGORITHMS_FALLBACK)
+
+
+STALE_UPDATE_FALLBACK: Final = ("fedavg", "fedprox", "pfl_tps")
+
+
+def stale_update_algorithms() -> tuple[str, ...]:
+    """Algorithms that can apply stale updates (``Algorithm.stale_updates``): the ones that
+    run in the asynchronous server modes."""
+    try:
+        from learning.algorithms import ALGORITHMS
+    except ModuleNotFoundError:
+        return STALE_UPDATE_FALLBACK
+    return tuple(name for name, cls in ALGORITHMS.items() if getattr(cls, "stale_updates", False))

@@ -147,14 +147,47 @@ class Mobility(StrictModel):
         return _finite_tree(value)
 
 
+class OnOff(StrictModel):
+    """Mean holding times of a two-state on/off availability chain [s]."""
+
+    mean_on_s: PositiveFloat
+    mean_off_s: PositiveFloat
+
+
+class AvailabilityGroup(OnOff):
+    """On/off means for the devices ``devices: [first, last]`` (ids, inclusive)."""
+
+    devices: Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
+
+
+class DeviceAvailability(StrictModel):
+    """When devices can take part (see ``cosim.engine.availability``).
+
+    ``always``; ``markov`` (exponential on/off holding times ``mean_on_s``/``mean_off_s``,
+    overridden per hardware profile in ``profiles`` or per device-id range in ``groups``);
+    ``trace`` (a CSV/Parquet file of ``device, start_s, end_s`` intervals at ``path``,
+    replayed every ``repeat_s`` when set).
+    """
+
+    model: Literal["always", "markov", "trace"] = "always"
+    mean_on_s: PositiveFloat | None = None
+    mean_off_s: PositiveFloat | None = None
+    profiles: dict[str, OnOff] = Field(default_factory=dict)
+    groups: list[AvailabilityGroup] = Field(default_factory=list)
+    initial: Literal["stationary", "on", "off"] = "stationary"
+    path: str | None = None
+    repeat_s: PositiveFloat | None = None
+
+
 class Devices(StrictModel):
-    """The device population: size, hardware mix, antenna height, mobility."""
+    """The device population: size, hardware mix, antenna height, mobility, availability."""
 
     count: Annotated[int, Field(ge=1, le=MAX_DEVICES)]
     profiles: dict[str, PositiveFloat] = Field(default_factory=lambda: {"mid": 1.0})
     height_m: PositiveFloat = 1.5
     mobility: Mobility = Field(default_factory=Mobility)
     noise_figure_db: NonNegativeFloat = 9.0
+    availability: DeviceAvailability = Field(default_factory=DeviceAvailability)
 
     @field_validator("profiles")
     @classmethod
@@ -261,8 +294,27 @@ class Learning(StrictModel):
         return _finite_tree(value)
 
 
+class Staleness(StrictModel):
+    """Staleness weight s(τ) of FedAsync (Xie et al. 2019, eq. in section 5.2).
+
+    ``constant``: s = 1; ``polynomial``: s = (τ + 1)^(−a); ``hinge``: s = 1 for τ <= b,
+    else 1 / (a (τ − b) + 1). FedBuff's 1/sqrt(1 + τ) is ``polynomial`` with a = 0.5.
+    """
+
+    function: Literal["constant", "polynomial", "hinge"] = "polynomial"
+    a: NonNegativeFloat = 0.5
+    b: NonNegativeFloat = 4.0
+
+
 class FL(StrictModel):
-    """The federated process: rounds, selection, allocation, deadline, DVFS."""
+    """The federated process: rounds, selection, allocation, deadline, DVFS, server mode.
+
+    ``mode``: ``sync`` rounds; ``async`` (FedAsync: every arrival is mixed in with weight
+    ``mixing``·s(τ)); ``buffered`` (FedBuff: every ``buffer_size`` arrivals, staleness-
+    weighted, server learning rate ``server_lr``); ``semi_sync`` (rounds with a deadline,
+    late updates applied in a later round with weight s(τ)). ``concurrency``: how many
+    devices train at once in the non-sync modes (default ``devices_per_round``).
+    """
 
     rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
     devices_per_round: PositiveInt
@@ -271,6 +323,12 @@ class FL(StrictModel):
     deadline_s: PositiveFloat | None = None
     min_updates: NonNegativeInt = 1
     dvfs: Literal["max", "min_energy_within_deadline"] = "max"
+    mode: Literal["sync", "async", "buffered", "semi_sync"] = "sync"
+    concurrency: PositiveInt | None = None
+    buffer_size: PositiveInt | None = None
+    server_lr: PositiveFloat = 1.0
+    mixing: Annotated[float, Field(gt=0, le=1), AfterValidator(float)] = 0.6
+    staleness: Staleness = Field(default_factory=lambda: Staleness())
 
     check_allocator = _registry_validator("allocator", registries.allocators)
 
@@ -318,6 +376,46 @@ class Output(StrictModel):
         return value
 
 
+def _mode_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """Cross-field rules of the FL server mode (see ``FL``)."""
+    fl, problems = scenario.fl, []
+    if fl.mode == "sync":
+        return problems
+    algorithm = scenario.learning.algorithm.name
+    supported = registries.stale_update_algorithms()
+    if algorithm not in supported:
+        problems.append(("learning.algorithm.name", f"{algorithm!r} cannot run in fl.mode {fl.mode!r} "
+                         f"(it has no stale-update rule; modes other than sync support: {', '.join(supported)})"))
+    if fl.mode == "semi_sync" and fl.deadline_s is None:
+        problems.append(("fl.deadline_s", "None: fl.mode 'semi_sync' needs a round deadline"))
+    if fl.concurrency is not None and fl.concurrency > scenario.devices.count:
+        problems.append(("fl.concurrency", f"{fl.concurrency} > devices.count ({scenario.devices.count})"))
+    if fl.buffer_size is not None and fl.buffer_size > scenario.devices.count:
+        problems.append(("fl.buffer_size", f"{fl.buffer_size} > devices.count ({scenario.devices.count})"))
+    return problems
+
+
+def _availability_problems(devices: Devices) -> list[tuple[str, str]]:
+    """Cross-field rules of ``devices.availability``."""
+    av, problems = devices.availability, []
+    if av.model == "markov":
+        for key in ("mean_on_s", "mean_off_s"):
+            if getattr(av, key) is None:
+                problems.append((f"devices.availability.{key}", "None: the markov model needs it (seconds > 0)"))
+        for name in av.profiles:
+            if name not in devices.profiles:
+                problems.append((f"devices.availability.profiles.{name}",
+                                 f"not a profile of devices.profiles ({', '.join(devices.profiles)})"))
+        for index, group in enumerate(av.groups):
+            first, last = group.devices
+            if not first <= last < devices.count:
+                problems.append((f"devices.availability.groups.{index}.devices",
+                                 f"[{first}, {last}] must satisfy 0 <= first <= last < devices.count ({devices.count})"))
+    if av.model == "trace" and av.path is None:
+        problems.append(("devices.availability.path", "None: the trace model needs a CSV or Parquet file"))
+    return problems
+
+
 class Scenario(StrictModel):
     """A complete, validated scenario. Build it with :func:`cosim.scenario.load_scenario`."""
 
@@ -349,6 +447,8 @@ class Scenario(StrictModel):
             problems.append(("fl.devices_per_round", f"{self.fl.devices_per_round} > devices.count ({self.devices.count})"))
         if self.fl.min_updates > self.fl.devices_per_round:
             problems.append(("fl.min_updates", f"{self.fl.min_updates} > fl.devices_per_round ({self.fl.devices_per_round})"))
+        problems += _mode_problems(self)
+        problems += _availability_problems(self.devices)
         total = math.fsum(self.devices.profiles.values())
         if abs(total - 1.0) > FRACTION_SUM_TOL:
             problems.append(("devices.profiles", f"fractions sum to {total:.12g}, must sum to 1"))
