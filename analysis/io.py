@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -196,3 +197,90 @@ def read_comparison(directory: str | Path) -> Comparison:
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     return Comparison(root=root, table=table, varied=varied, meta=meta)
+
+
+# ----------------------------------------------------------------------------- DataFrames
+#: dtypes of the ``events`` table (the schema ``cosim.trace.EVENT_SCHEMA`` writes); ``kind`` is categorical.
+EVENT_DTYPES: dict[str, str] = {
+    "time_s": "float64",
+    "round": "int64",
+    "device": "int64",
+    "cell": "int64",
+    "kind": "category",
+    "bytes": "int64",
+    "rate_bps": "float64",
+    "energy_j": "float64",
+    "duration_s": "float64",
+    "detail": "str",
+}
+#: String columns read as categoricals, per trace table.
+CATEGORICAL_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("kind",), "rounds": (), "devices": ("profile",)}
+
+
+def _typed(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Give a trace frame its dtypes: the events schema, categoricals, ``str`` text, no object columns."""
+    if name == "events":
+        missing = [c for c in EVENT_DTYPES if c not in frame.columns]
+        if missing:
+            raise ValueError(f"events table: missing column(s) {', '.join(missing)}")
+        frame["detail"] = frame["detail"].fillna("")
+        frame = frame.astype({c: ("str" if t == "category" else t) for c, t in EVENT_DTYPES.items()})
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].astype("str")
+    for column in CATEGORICAL_COLUMNS.get(name, ()):
+        if column in frame.columns:
+            values = frame[column].astype("str")
+            frame[column] = pd.Categorical(values, categories=sorted(values.unique()))
+    return frame
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """One ``.parquet`` or ``.csv`` file as a DataFrame (columns as written; text as ``str``)."""
+    file = Path(path)
+    if file.suffix == ".parquet":
+        return pd.read_parquet(file)
+    if file.suffix != ".csv":
+        raise ValueError(f"{file}: expected a .parquet or .csv file")
+    return pd.read_csv(file, keep_default_na=False, na_values=["", "nan", "NaN", "-nan", "null"])
+
+
+def read_trace_frame(run_dir: str | Path, name: str) -> pd.DataFrame:
+    """The ``events``, ``rounds`` or ``devices`` table of a run directory as a typed DataFrame.
+
+    Parquet when present, else CSV; both give the same frame: ``events`` has the
+    :data:`EVENT_DTYPES`, ``kind`` (and ``devices.profile``) are categoricals with
+    sorted categories, numeric columns are int64/float64 (an int column with nulls,
+    or an all-null column, is float64 NaN), booleans are bool, text is ``str``.
+    """
+    if name not in TRACE_TABLES:
+        raise ValueError(f"unknown trace table {name!r} (expected one of {', '.join(TRACE_TABLES)})")
+    return _typed(read_frame(find_table(run_dir, name)), name)
+
+
+def read_comparison_frame(directory: str | Path) -> pd.DataFrame:
+    """``comparison.parquet`` (or ``.csv``) of a ``cosim compare`` directory as a DataFrame.
+
+    One row per cell and repeat: a ``str`` column per varied key (values as given to
+    ``--vary``), ``repeat``, ``seed``, ``run_dir`` and the :data:`COMPARISON_METRICS`.
+    ``frame.attrs``: ``varied`` (the key columns, in order), ``out`` (the directory)
+    and ``meta`` (``comparison.json``, empty when absent).
+    """
+    root = Path(directory)
+    path = find_table(root, COMPARISON_STEM)
+    if path.suffix == ".csv":
+        header = list(pd.read_csv(path, nrows=0).columns)
+        text = {c: "str" for c in header if c not in COMPARISON_FIXED or c == "run_dir"}
+        frame = pd.read_csv(path, dtype=text, keep_default_na=False, na_values={
+            c: ["", "nan", "NaN", "null"] for c in header if c not in text})
+    else:
+        frame = pd.read_parquet(path)
+    missing = [c for c in COMPARISON_FIXED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    varied = [c for c in frame.columns if c not in COMPARISON_FIXED]
+    frame = frame.astype({c: "str" for c in [*varied, "run_dir"]})
+    meta_path = root / f"{COMPARISON_STEM}.json"
+    meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    frame.attrs.update(varied=varied, out=str(root), meta=meta)
+    return frame

@@ -1,5 +1,8 @@
-"""Command line: ``python -m cosim {run,validate,compare} SCENARIO [--set key.path=value]...``.
+"""Command line: ``cosim {run,validate,compare} SCENARIO [--set key.path=value]...``.
 
+A thin layer over the Python API (:mod:`cosim.api`): parse arguments, call
+``cosim.api.load_scenario`` / ``run`` / ``resume`` / ``compare``, print the result.
+``cosim`` is the console script; ``python -m cosim`` is the same.
 User errors (invalid scenario, missing files or datasets, bad setup values) print
 ``cosim: error: <message>`` (one line per problem) on stderr and exit with status 2,
 never a traceback (``--debug`` shows it). Ctrl-C exits with status 130.
@@ -13,71 +16,21 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-from cosim import __version__
-from cosim.scenario import Scenario, ScenarioError, load_scenario
-from cosim.scenario.components import check_components
+from cosim import __version__, api
+from cosim.progress import Progress, ProgressReporter, format_progress, usable_tty  # noqa: F401 - re-exported
+from cosim.scenario import Scenario, ScenarioError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class Progress(Protocol):
-    """What the engine reports after each round (``cosim.engine.RoundProgress``)."""
-
-    round: int
-    rounds: int
-    sim_time_s: float
-    accuracy: float | None
-    energy_j: float
-
-
 def _error(message: object, stream: TextIO) -> int:
     for line in str(message).splitlines() or [type(message).__name__]:
         print(f"cosim: error: {line}", file=stream)
     return EXIT_USAGE
-
-
-def format_progress(p: Progress) -> str:
-    """One plain log line per round: ``round 3/30  sim 412.3 s  acc 0.712  energy 1234.5 J``."""
-    acc = "-" if p.accuracy is None else f"{p.accuracy:.3f}"
-    return f"round {p.round}/{p.rounds}  sim {p.sim_time_s:.1f} s  acc {acc}  energy {p.energy_j:.1f} J"
-
-
-class ProgressReporter:
-    """Round progress as a tqdm bar (interactive) or one log line per round (otherwise)."""
-
-    def __init__(self, rounds: int, stream: TextIO, quiet: bool = False) -> None:
-        self.stream = stream
-        self.quiet = quiet
-        self._bar: Any = None
-        if not quiet and stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=rounds, unit="round", file=stream, dynamic_ncols=True)
-
-    def __call__(self, p: Progress) -> None:
-        if self.quiet:
-            return
-        if self._bar is None:
-            print(format_progress(p), file=self.stream, flush=True)
-            return
-        self._bar.total = p.rounds
-        self._bar.set_postfix(
-            sim=f"{p.sim_time_s:.1f}s",
-            acc="-" if p.accuracy is None else f"{p.accuracy:.3f}",
-            energy=f"{p.energy_j:.1f}J",
-            refresh=False,
-        )
-        self._bar.update(max(0, p.round - self._bar.n))
-
-    def close(self) -> None:
-        """Finish the bar, if any."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def describe(scenario: Scenario) -> list[str]:
@@ -134,18 +87,7 @@ def _scenario_key(exc: BaseException) -> str | None:
 
 def _load(args: argparse.Namespace) -> Scenario:
     """Load and validate the scenario, including the parameters only the radio/learning layers know."""
-    scenario = load_scenario(args.scenario, args.set)
-    check_components(scenario)
-    return scenario
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Fail before simulating if ``out_dir`` can never become a directory."""
-    node = out_dir
-    while not node.exists() and node != node.parent:
-        node = node.parent
-    if node.exists() and not node.is_dir():
-        raise ScenarioError(f"--out {out_dir}: {node} exists and is not a directory")
+    return api.load_scenario(args.scenario, args.set)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -157,47 +99,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from cosim.engine import RunInterrupted
+
     if args.resume is not None:
         if args.scenario is not None or args.set or args.out:
             raise ValueError("--resume RUN_DIR takes no SCENARIO, --set or --out: the run directory has them")
-        return _resume(args)
-    if args.scenario is None:
+    elif args.scenario is None:
         raise ValueError("run needs a SCENARIO file (or --resume RUN_DIR)")
-    scenario = _load(args)
-    out_dir = Path(args.out) if args.out else scenario.output_dir
-    _check_out_dir(out_dir)
-    from cosim.engine import RunInterrupted, run_simulation
-
-    reporter = ProgressReporter(scenario.fl.rounds, sys.stdout, quiet=args.quiet)
     try:
-        summary = run_simulation(scenario, out_dir, progress=reporter, command=list(sys.argv))
+        if args.resume is not None:
+            result = api.resume(args.resume, progress=not args.quiet, command=args.rerun)
+        else:
+            scenario = _load(args)
+            out = Path(args.out) if args.out else scenario.output_dir
+            result = api.run(scenario, out=out, progress=not args.quiet, command=args.rerun)
     except RunInterrupted as stop:
-        reporter.close()
         print(f"cosim: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        reporter.close()
-    for line in _summary_lines(out_dir, summary or {}):
-        print(line)
-    return EXIT_OK
-
-
-def _resume(args: argparse.Namespace) -> int:
-    from cosim.engine import RunInterrupted, resume_simulation
-
-    run_dir = Path(args.resume)
-    rounds = load_scenario(run_dir / "scenario.yaml").fl.rounds if (run_dir / "scenario.yaml").is_file() else 0
-    reporter = ProgressReporter(rounds, sys.stdout, quiet=args.quiet)
-    try:
-        summary = resume_simulation(run_dir, progress=reporter, command=list(sys.argv))
-    except RunInterrupted as stop:
-        reporter.close()
-        print(f"cosim: {stop}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        reporter.close()
-    out_dir = run_dir
-    for line in _summary_lines(out_dir, summary or {}):
+    for line in _summary_lines(result.path, result.summary):
         print(line)
     return EXIT_OK
 
@@ -205,13 +124,11 @@ def _resume(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from analysis.io import read_comparison
     from analysis.table import format_cells, parse_assignments
-    from cosim.compare import compare
 
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
-    log = None if args.quiet else (lambda line: print(line, flush=True))
-    compare(args.scenario, args.vary, args.out, sets=args.set, repeats=args.repeats, workers=args.workers,
-            baseline=args.baseline, target_accuracy=args.target_accuracy, log=log)
+    api.compare(args.scenario, args.vary, args.out, overrides=args.set, repeats=args.repeats, workers=args.workers,
+                baseline=args.baseline, target_accuracy=args.target_accuracy, progress=not args.quiet)
     baseline = parse_assignments(args.baseline) if args.baseline else None
     print(format_cells(read_comparison(args.out), baseline, args.format))
     print(f"comparison: {Path(args.out) / 'comparison.parquet'} (and .csv)")
@@ -267,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m cosim``; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.rerun = api.rerun_command(argv)  # what manifest.json records: it re-runs this command
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -35,7 +35,13 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str | tuple[str, Any]) -> tuple[list[str], Any]:
+    if not isinstance(item, str):  # (key, value) from the Python API: the value is already parsed
+        key, value = item
+        parts = str(key).split(".")
+        if not key or any(not part for part in parts):
+            raise ScenarioError(f"overrides {key!r}: expected a dotted key path like fl.rounds")
+        return parts, value
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep:
@@ -53,12 +59,15 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str | tuple[str, Any]]) -> dict[str, Any]:
     """A deep copy of ``raw`` with each ``key.path=value`` override applied in order.
 
-    Values are YAML (``fl.rounds=5`` sets the int 5, ``fl.deadline_s=null`` sets None).
+    Values are YAML (``fl.rounds=5`` sets the int 5, ``fl.deadline_s=null`` sets None);
+    an override may also be a ``(key.path, value)`` pair whose value is used as is.
     Integer segments index lists (``cells.0.tx_power_dbm=40``); missing mapping keys
-    are created (validation then rejects unknown ones by name).
+    are created (validation then rejects unknown ones by name). A string set on a key
+    holding a mapping with a ``name`` sets that name, as ``compare --vary`` does
+    (``learning.algorithm=fedavg`` means ``learning.algorithm.name=fedavg``).
     """
     data: dict[str, Any] = copy.deepcopy(dict(raw))
     for item in overrides:
@@ -78,7 +87,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
                 else:
                     node = node[index]
             elif isinstance(node, dict):
-                if last:
+                if last and isinstance(value, str) and isinstance(node.get(part), dict) and "name" in node[part]:
+                    node[part]["name"] = value
+                elif last:
                     node[part] = value
                 else:
                     node = node.setdefault(part, {})
@@ -97,7 +108,7 @@ def validate_scenario(raw: Mapping[str, Any]) -> Scenario:
 
 def loads_scenario(
     text: str,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str | tuple[str, Any]] = (),
     source: str = "<string>",
     default_name: str = "scenario",
 ) -> Scenario:
@@ -122,7 +133,7 @@ def loads_scenario(
     return validate_scenario(data)
 
 
-def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+def load_scenario(path: str | Path, overrides: Sequence[str | tuple[str, Any]] = ()) -> Scenario:
     """Load, override and validate the scenario file at ``path``.
 
     The scenario ``name`` defaults to the file stem. Raises ``ScenarioError`` (one line

@@ -99,7 +99,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state.update(scenario=scenario, out_dir=out_dir, command=command)
         if state["raise"] is not None:
             raise state["raise"]
-        for r in range(1, scenario.fl.rounds + 1):
+        for r in range(1, scenario.fl.rounds + 1 if progress is not None else 1):  # --quiet: no callback
             progress(FakeProgress(r, scenario.fl.rounds, 100.0 * r, None if r == 1 else 0.5 + r / 100, 10.0 * r))
         return {"rounds": scenario.fl.rounds, "final_accuracy": 0.52, "energy_j": 20.0, "name": "ignored",
                 "ok": True}
@@ -176,3 +176,44 @@ def test_tty_progress_uses_a_bar() -> None:
     q(FakeProgress(1, 3, 1.0, None, 1.0))
     q.close()
     assert quiet.getvalue() == ""
+
+
+def test_zero_column_terminal_gets_plain_lines() -> None:
+    """A real pseudo-terminal that reports 0 columns (a fresh pty does) gets one line per round, not a bar."""
+    import os
+
+    from cosim.progress import terminal_columns, usable_tty
+
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as stream:
+            assert stream.isatty() and terminal_columns(stream) == 0 and not usable_tty(stream)
+            reporter = cli.ProgressReporter(2, stream)
+            reporter(FakeProgress(1, 2, 12.5, 0.25, 7.0))
+            reporter.close()
+        text = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "round 1/2  sim 12.5 s  acc 0.250  energy 7.0 J" in text
+
+
+def test_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "dumb")
+    stream = TTY()
+    reporter = cli.ProgressReporter(1, stream)
+    reporter(FakeProgress(1, 1, 1.0, None, 2.0))
+    reporter.close()
+    assert stream.getvalue() == "round 1/1  sim 1.0 s  acc -  energy 2.0 J\n"
+
+
+def test_run_set_algorithm_name_shorthand(fake_engine: dict[str, Any]) -> None:
+    """``--set learning.algorithm=local`` sets the algorithm's name, as ``compare --vary`` does."""
+    assert cli.main(["run", SMOKE, "--quiet", "--set", "learning.algorithm=local"]) == 0
+    assert fake_engine["scenario"].learning.algorithm.name == "local"
+    assert cli.main(["validate", URBAN, "--set", "learning.algorithm=fedavg"]) == 0
+
+
+def test_manifest_command_is_rerunnable(fake_engine: dict[str, Any]) -> None:
+    assert cli.main(["run", SMOKE, "--quiet", "--set", "fl.rounds=1"]) == 0
+    assert fake_engine["command"] == [sys.executable, "-m", "cosim", "run", SMOKE, "--quiet", "--set", "fl.rounds=1"]

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.io import read_comparison, read_summary
 from cosim import cli
-from cosim.compare import (
+from cosim.grid import (
     CompareError,
     build_plan,
     compare,

@@ -11,7 +11,9 @@ scenario is a mapping with a ``name`` field is a shorthand for ``<key>.name``
 Every cell's scenario is validated before anything runs (all problems are reported at
 once, as :class:`ScenarioError` lines). Each run is an ordinary run directory
 ``OUT/cells/<slug>/rep<k>/`` where ``slug`` joins the cell's values filesystem-safely.
-Runs execute in a ``spawn`` process pool; a run whose ``summary.json`` exists is skipped
+Runs execute one after another in this process (``workers=1``) or in a ``spawn``
+process pool (a script calling it with ``workers > 1`` needs the usual
+``if __name__ == "__main__":`` guard); a run whose ``summary.json`` exists is skipped
 (resume), after checking that its ``scenario.yaml`` is the one this grid would run.
 Finally ``OUT/comparison.parquet``/``.csv`` get one row per cell and repeat (varied
 columns are named by the resolved key) and ``OUT/comparison.json`` the grid description.
@@ -206,13 +208,19 @@ def build_plan(
 
 
 def _run_one(scenario: str, overrides: Sequence[str], out_dir: str) -> str | None:
-    """Worker: run one grid point; return None on success, else a one-line reason."""
-    try:
-        from cosim.engine import run_simulation
+    """Worker: run one grid point; return None on success, else a one-line reason.
 
-        command = ["cosim", "run", scenario, *(arg for o in overrides for arg in ("--set", o)), "--out", out_dir]
+    A Ctrl-C stop (``RunInterrupted``) is not a failure of this run: it propagates.
+    """
+    from cosim.engine import RunInterrupted, run_simulation
+
+    try:
+        command = [sys.executable, "-m", "cosim", "run", scenario, *(arg for o in overrides for arg in ("--set", o)),
+                   "--out", out_dir]
         run_simulation(load_scenario(scenario, overrides), Path(out_dir), command=command)
         return None
+    except RunInterrupted:
+        raise
     except Exception as exc:  # noqa: BLE001 - reported per run, the pool goes on
         first = (str(exc).splitlines() or [""])[0]
         return f"{type(exc).__name__}: {first}"
@@ -249,21 +257,27 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
     if not pending:
         return report
     failures: list[str] = []
-    context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=context) as pool:
-        futures = {
-            pool.submit(_run_one, str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)): spec
-            for spec in pending
-        }
-        for done, future in enumerate(as_completed(futures), start=1):
-            spec = futures[future]
-            error = future.result()
-            if error is None:
-                report.executed.append(spec.run_dir)
-                say(f"[{done}/{len(pending)}] {spec.run_dir} done")
-            else:
-                failures.append(f"{spec.run_dir}: {error}")
-                say(f"[{done}/{len(pending)}] {spec.run_dir} FAILED: {error}")
+
+    def record(done: int, spec: RunSpec, error: str | None) -> None:
+        if error is None:
+            report.executed.append(spec.run_dir)
+            say(f"[{done}/{len(pending)}] {spec.run_dir} done")
+        else:
+            failures.append(f"{spec.run_dir}: {error}")
+            say(f"[{done}/{len(pending)}] {spec.run_dir} FAILED: {error}")
+
+    if workers == 1:  # in this process: no pool to start, and scripts need no ``if __name__ == "__main__"``
+        for done, spec in enumerate(pending, start=1):
+            record(done, spec, _run_one(str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)))
+    else:
+        context = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context) as pool:
+            futures = {
+                pool.submit(_run_one, str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)): spec
+                for spec in pending
+            }
+            for done, future in enumerate(as_completed(futures), start=1):
+                record(done, futures[future], future.result())
     if failures:
         raise CompareError(failures)
     return report
