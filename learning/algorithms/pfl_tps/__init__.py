@@ -13,9 +13,11 @@ from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_v
 from learning.algorithms.pfl_tps.pruning import (
     ThresholdMask,
     ThresholdMaskedLinear,
-    clamp_and_reset_,
     ffl_densities,
     replace_ffl_linears,
+    reset_thresholds_,
+    masked_weight,
+    GRADIENTS,
     sparsity_penalty,
     step_surrogate_grad,
 )
@@ -31,9 +33,11 @@ __all__ = [
     "hn_vjp",
     "ThresholdMask",
     "ThresholdMaskedLinear",
-    "clamp_and_reset_",
     "ffl_densities",
     "replace_ffl_linears",
+    "reset_thresholds_",
+    "masked_weight",
+    "GRADIENTS",
     "sparsity_penalty",
     "step_surrogate_grad",
 ]

@@ -79,6 +79,8 @@ class PFLTPS(Algorithm):
         "hn_grad_clip": 50.0,
         "downlink_encoding": "fp16",
         "sal_residual": True,
+        "prune_gradient": "dst",
+        "prune_clamp": False,
     }
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:

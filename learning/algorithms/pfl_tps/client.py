@@ -17,10 +17,15 @@ Local update: load the state (personal parameters, thresholds, embedding), repla
 thresholds by the downlinked server mean (devices continue from the mean), train with
 a fresh optimizer (none of its state is kept across rounds) whose parameter groups are
 personal weights and r_i (``lr``, ``weight_decay``), thresholds (``lr``, no decay) and the
-embedding (``embedding_lr``, no decay). After every step thresholds are clamped to >= 0
-and near-empty layers reset. FLOPs are counted per step: every training forward adds
+embedding (``embedding_lr``, no decay). The FFL weights get DST's masked-layer gradient
+(``prune_gradient: dst``) or the straight-through one (``ste``, DPF-style); see
+``pruning``. A near-empty layer (<= ``prune_reset_density`` kept) has its thresholds reset
+to 0 when loaded and after every step; ``prune_clamp`` also clamps thresholds to >= 0
+after every step (off, as in DST). FLOPs are counted per step: every training forward adds
 ``batch × vit_flops_per_sample(ffl_density at that step)``; the linearisation's own
-O(n_sal·d) work per step (< 1 % of a batch) is not counted.
+O(n_sal·d) work per step (< 1 % of a batch) is not counted. Metrics: ``ffl_density_start``
+(first forward), ``ffl_density`` (after training), ``ffl_density_mean`` (mean over the
+training forwards: the time average that sets the compute cost) and ``threshold_resets``.
 """
 
 from __future__ import annotations
@@ -38,10 +43,11 @@ from learning.algorithms.pfl_tps.hypernetwork import SalSpec
 from learning.algorithms.pfl_tps.pruning import (
     DENSITY_MODES,
     ThresholdMaskedLinear,
-    clamp_and_reset_,
+    GRADIENTS,
     ffl_densities,
     masked_layers,
     replace_ffl_linears,
+    reset_thresholds_,
     sparsity_penalty,
 )
 from learning.algorithms.training import TrainParams, train_local
@@ -76,10 +82,16 @@ class PFLTPSConfig:
     hn_grad_clip: float
     downlink_encoding: str
     sal_residual: bool = True
+    prune_gradient: str = "dst"
+    prune_clamp: bool = False
 
     def __post_init__(self) -> None:
         if self.pruning_flops not in DENSITY_MODES:
             raise ValueError(f"unknown pruning_flops {self.pruning_flops!r}; allowed: {list(DENSITY_MODES)}")
+        if self.prune_gradient not in GRADIENTS:
+            raise ValueError(f"unknown prune_gradient {self.prune_gradient!r}; allowed: {list(GRADIENTS)}")
+        if not isinstance(self.prune_clamp, bool):
+            raise ValueError(f"prune_clamp must be true or false, got {self.prune_clamp!r}")
         if self.sal_update not in SAL_UPDATES:
             raise ValueError(f"unknown sal_update {self.sal_update!r}; allowed: {list(SAL_UPDATES)}")
         if self.downlink_encoding not in ("fp32", "fp16"):
@@ -173,6 +185,8 @@ class PFLTPSNet(nn.Module):
         self.layer_names: list[str] = [n for n, _ in masked_layers(vit)]
         self.flops_per_sample = flops_per_sample
         self.flops_count = 0
+        self.density_sum = 0.0  # Σ over training forwards of the mean FFL layer density
+        self.density_steps = 0
         self.has_residual = bool(sal_residual and linear_sal)
         if self.has_residual:
             self.sal_residual = nn.Parameter(torch.zeros(spec.total))
@@ -197,6 +211,10 @@ class PFLTPSNet(nn.Module):
         """Images (batch, C, H, W) -> logits (batch, classes); counts FLOPs in train mode."""
         if self.training:
             self.flops_count += int(x.shape[0]) * int(self.flops_per_sample(self))
+            if self.layers:
+                dens = ffl_densities(self.layers, "density")
+                self.density_sum += sum(dens) / len(dens)
+                self.density_steps += 1
         if self.linear_sal:
             return torch.func.functional_call(self.vit, self.spec.split(self.sal_theta()), (x,), strict=False)
         return self.vit(x)
@@ -207,7 +225,7 @@ def build_net(model_config: dict[str, Any], input_shape: tuple[int, int, int], n
     """A device network drawn from ``seed`` (thresholds 0; linear-SAL buffers zero)."""
     vit = build_model(model_config, input_shape, num_classes, seed=seed)
     if cfg.pruning_enabled:
-        replace_ffl_linears(vit)
+        replace_ffl_linears(vit, cfg.prune_gradient)
 
     # A partial of a module-level function (not a closure) keeps the net picklable.
     flops = functools.partial(_net_flops_per_sample, dict(model_config), tuple(input_shape), int(num_classes),
@@ -268,17 +286,19 @@ def received_tensors(cfg: PFLTPSConfig, device: int, state: Any, payload: Payloa
 
 
 class _PostStepOptimizer:
-    """Wraps an optimizer: after every step, clamp thresholds and reset near-empty layers."""
+    """Wraps an optimizer: after every step, reset the thresholds of near-empty layers
+    (clamping them to >= 0 first when ``clamp``); counts the resets."""
 
-    def __init__(self, opt: torch.optim.Optimizer, layers: list[ThresholdMaskedLinear], reset_density: float) -> None:
-        self.opt, self.layers, self.reset_density, self.resets = opt, layers, reset_density, 0
+    def __init__(self, opt: torch.optim.Optimizer, layers: list[ThresholdMaskedLinear], reset_density: float,
+                 clamp: bool = False) -> None:
+        self.opt, self.layers, self.reset_density, self.clamp, self.resets = opt, layers, reset_density, clamp, 0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.opt.zero_grad(set_to_none=set_to_none)
 
     def step(self) -> None:
         self.opt.step()
-        self.resets += len(clamp_and_reset_(self.layers, self.reset_density))
+        self.resets += len(reset_thresholds_(self.layers, self.reset_density, self.clamp))
 
 
 def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> torch.optim.Optimizer:
@@ -333,12 +353,15 @@ class PFLTPSClient(Client):
                 net.theta0.copy_(tensors["sal_theta"])
                 net.jac.copy_(tensors["sal_jacobian"])
                 net.anchor.copy_(tensors["embedding_anchor"])
+        # DST resets a near-empty layer before any forward: also one emptied by the received mean.
+        load_resets = len(reset_thresholds_(net.layers, cfg.prune_reset_density))
         density_start = ffl_densities(net.layers, "density")
         x, y = self.data.train(device)
         opt = _PostStepOptimizer(make_pfl_optimizer(net, self.train_params, cfg.embedding_lr), net.layers,
-                                 cfg.prune_reset_density)
+                                 cfg.prune_reset_density, cfg.prune_clamp)
+        opt.resets = load_resets
         penalty = (lambda: sparsity_penalty(net.layers, cfg.prune_lambda)) if net.layers else None
-        net.flops_count = 0
+        net.flops_count, net.density_sum, net.density_steps = 0, 0.0, 0
         stats = train_local(net, x, y, self.train_params, seed, optimizer=opt, extra_loss=penalty)  # type: ignore[arg-type]
         new_state = net_state(net, cfg)
         if cfg.hypernetwork_enabled:
@@ -356,6 +379,8 @@ class PFLTPSClient(Client):
             metrics.update({
                 "ffl_density_start": sum(density_start) / len(density_start),
                 "ffl_density": sum(density_end) / len(density_end),
+                "ffl_density_mean": (net.density_sum / net.density_steps if net.density_steps
+                                     else sum(density_start) / len(density_start)),
                 "threshold_resets": float(opt.resets),
             })
         return LocalResult(int(device), new_state, uplink, int(net.flops_count), int(y.shape[0]), metrics)

@@ -1,17 +1,28 @@
-"""FFL adaptive pruning with trainable thresholds (Dynamic Sparse Training, Liu et al. 2020).
+"""FFL adaptive pruning with trainable thresholds (Dynamic Sparse Training, Liu et al. ICLR 2020).
 
-Every FFL linear layer gets one trainable threshold per output row, ``t >= 0`` (init 0).
-The forward pass uses ``W ⊙ M`` with ``M_ij = 1[|W_ij| > t_i]``. Gradients:
+Every FFL linear layer gets one trainable threshold per output row, ``t`` (init 0). The
+forward pass uses ``W ⊙ M`` with ``M_ij = step(x_ij)``, ``x_ij = |W_ij| − t_i``,
+``step(x) = 1[x > 0]``. The step's derivative is replaced by DST's long-tailed surrogate::
 
-* ``W``: straight-through, ``∂L/∂W = ∂L/∂(W⊙M)`` (the full, unmasked upstream gradient);
-* ``t``: long-tailed surrogate of the step, with ``x_ij = |W_ij| − t_i``::
+    step'(x) = 2 − 4|x|  for |x| <= 0.4,   0.4  for 0.4 < |x| <= 1,   0 otherwise
 
-      step'(x) = 2 − 4|x|  for |x| <= 0.4,   0.4  for 0.4 < |x| <= 1,   0 otherwise
-      ∂L/∂t_i  = −Σ_j ∂L/∂(W⊙M)_ij · W_ij · step'(x_ij)
+Two gradients for the weights (``prune_gradient``), with ``g = ∂L/∂(W⊙M)``:
 
-plus the sparsity regulariser ``λ Σ exp(−t)`` (``sparsity_penalty``). After every
-optimizer step the thresholds are clamped to ``t >= 0`` and a layer keeping at most 1 %
-of its weights has its thresholds reset to 0 (``clamp_and_reset_``).
+* ``"dst"`` (default) — DST's trainable masked layer: autograd through ``W · step(|W| − t)``,
+  so ``∂L/∂W = g ⊙ M + g ⊙ W ⊙ step'(x) ⊙ sign(W)``. A pruned weight gets only the
+  surrogate term (it still moves, and can come back), a kept one both terms.
+* ``"ste"`` — straight-through, ``∂L/∂W = g`` for every weight, pruned or not: the dense
+  feedback of Dynamic Pruning with Feedback (DPF, Lin et al. ICLR 2020). This was cosim's
+  only variant before DST's gradient was added.
+
+Both give the thresholds the surrogate gradient ``∂L/∂t_i = −Σ_j g_ij · W_ij · step'(x_ij)``
+and both are trained with the sparsity regulariser ``λ Σ exp(−t)`` (``sparsity_penalty``).
+As in DST the thresholds are not clamped (a negative threshold keeps every weight of its
+row); ``prune_clamp: true`` clamps them to ``t >= 0`` after every optimizer step (cosim's
+former rule). A layer keeping at most ``prune_reset_density`` (1 %) of its weights has its
+thresholds reset to 0 (DST checks this at every forward; cosim checks it when a device
+loads its thresholds and after every optimizer step, i.e. before every forward that trains).
+Reference: github.com/junjieliu2910/DynamicSparseTraining, ``BinaryStep`` and ``MaskedMLP``.
 """
 
 from __future__ import annotations
@@ -26,18 +37,22 @@ from learning.models import ffl_linear_names
 
 __all__ = [
     "DENSITY_MODES",
+    "GRADIENTS",
     "step_surrogate_grad",
+    "masked_weight",
     "ThresholdMask",
     "ThresholdMaskedLinear",
     "replace_ffl_linears",
     "masked_layers",
     "sparsity_penalty",
-    "clamp_and_reset_",
+    "reset_thresholds_",
     "ffl_densities",
 ]
 
 #: how FLOP savings are counted: every pruned weight, or only fully pruned rows.
 DENSITY_MODES: tuple[str, ...] = ("density", "rows")
+#: weight gradients of a masked layer: DST's (default) or straight-through (DPF-style).
+GRADIENTS: tuple[str, ...] = ("dst", "ste")
 
 
 def step_surrogate_grad(x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +62,30 @@ def step_surrogate_grad(x: torch.Tensor) -> torch.Tensor:
                                                               torch.zeros_like(ax)))
 
 
+def masked_weight(weight: torch.Tensor, threshold: torch.Tensor, gradient: str = "dst") -> torch.Tensor:
+    """``W ⊙ 1[|W| > t]`` for weight (..., out, in) and threshold (..., out), with the
+    gradients of ``gradient`` (``"dst"`` or ``"ste"``, see the module docstring).
+
+    Written with plain differentiable operations (no ``autograd.Function``) so that it runs
+    under ``torch.func.vmap``; the value is exactly ``W ⊙ M`` (every added term is a product
+    with ``a − stop(a)``, which is exactly 0).
+    """
+    w, t = weight.detach(), threshold.detach()
+    x0 = w.abs() - t.unsqueeze(-1)
+    keep = (x0 > 0).to(w.dtype)
+    slope = step_surrogate_grad(x0)
+    if gradient == "dst":
+        x = weight.abs() - threshold.unsqueeze(-1)
+        return weight * (keep + slope * (x - x.detach()))  # step with derivative step'(x)
+    if gradient == "ste":
+        return weight + (w * keep - w) - (w * slope) * (threshold - t).unsqueeze(-1)
+    raise ValueError(f"unknown prune_gradient {gradient!r}; allowed: {list(GRADIENTS)}")
+
+
 class ThresholdMask(torch.autograd.Function):
-    """``(W (out, in), t (out,)) -> W ⊙ 1[|W| > t[:, None]]`` with STE / surrogate gradients."""
+    """Straight-through ``(W (out, in), t (out,)) -> W ⊙ 1[|W| > t[:, None]]`` written as an
+    ``autograd.Function`` with an explicit backward: the reference that pins
+    ``masked_weight(..., "ste")`` in the tests."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -69,18 +106,23 @@ class ThresholdMaskedLinear(nn.Linear):
     Attributes:
         weight: (out_features, in_features); bias: (out_features,) or None.
         threshold: (out_features,), initialised at 0 (dense).
+        gradient: ``"dst"`` or ``"ste"`` (weight gradient, see the module docstring).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 gradient: str = "dst") -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        if gradient not in GRADIENTS:
+            raise ValueError(f"unknown prune_gradient {gradient!r}; allowed: {list(GRADIENTS)}")
+        self.gradient = gradient
         self.threshold = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "ThresholdMaskedLinear":
+    def from_linear(cls, linear: nn.Linear, gradient: str = "dst") -> "ThresholdMaskedLinear":
         """A masked copy of ``linear`` (weights copied, thresholds 0)."""
         out = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                  device=linear.weight.device, dtype=linear.weight.dtype)
+                  device=linear.weight.device, dtype=linear.weight.dtype, gradient=gradient)
         with torch.no_grad():
             out.weight.copy_(linear.weight)
             if linear.bias is not None:
@@ -100,16 +142,17 @@ class ThresholdMaskedLinear(nn.Linear):
         return float(self.mask().any(dim=1).float().mean())
 
     def masked_weight(self) -> torch.Tensor:
-        """``W ⊙ M`` (differentiable in W and t), shape (out, in)."""
-        return ThresholdMask.apply(self.weight, self.threshold)
+        """``W ⊙ M`` (differentiable in W and t, gradients per ``self.gradient``), shape (out, in)."""
+        return masked_weight(self.weight, self.threshold, self.gradient)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in) -> (..., out)."""
         return F.linear(x, self.masked_weight(), self.bias)
 
 
-def replace_ffl_linears(model: nn.Module) -> list[str]:
-    """Replace every FFL ``nn.Linear`` of a ViT by a ``ThresholdMaskedLinear`` in place.
+def replace_ffl_linears(model: nn.Module, gradient: str = "dst") -> list[str]:
+    """Replace every FFL ``nn.Linear`` of a ViT by a ``ThresholdMaskedLinear`` (weight
+    gradient ``gradient``) in place.
 
     Returns:
         The replaced module names in FFL order (block0.fc1, block0.fc2, block1.fc1, ...).
@@ -120,7 +163,7 @@ def replace_ffl_linears(model: nn.Module) -> list[str]:
         parent = model.get_submodule(parent_name)
         old = getattr(parent, leaf)
         if not isinstance(old, ThresholdMaskedLinear):
-            setattr(parent, leaf, ThresholdMaskedLinear.from_linear(old))
+            setattr(parent, leaf, ThresholdMaskedLinear.from_linear(old, gradient))
     return names
 
 
@@ -138,12 +181,15 @@ def sparsity_penalty(layers: Sequence[ThresholdMaskedLinear], lam: float) -> tor
 
 
 @torch.no_grad()
-def clamp_and_reset_(layers: Sequence[ThresholdMaskedLinear], reset_density: float = 0.01) -> list[int]:
-    """Clamp every threshold to >= 0; reset to 0 the thresholds of a layer keeping at most
-    ``reset_density`` of its weights. Returns the indices (into ``layers``) that were reset."""
+def reset_thresholds_(layers: Sequence[ThresholdMaskedLinear], reset_density: float = 0.01,
+                      clamp: bool = False) -> list[int]:
+    """DST's reset: the thresholds of a layer keeping at most ``reset_density`` of its weights
+    are set to 0; with ``clamp`` every threshold is first clamped to >= 0 (not DST).
+    Returns the indices (into ``layers``) that were reset."""
     reset: list[int] = []
     for i, layer in enumerate(layers):
-        layer.threshold.clamp_(min=0.0)
+        if clamp:
+            layer.threshold.clamp_(min=0.0)
         if layer.density() <= reset_density:
             layer.threshold.zero_()
             reset.append(i)
