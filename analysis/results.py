@@ -7,7 +7,9 @@ role; ``pfl_tps`` and ``fedavg`` are required, the others optional:
 
 Rows: final accuracy (mean per-device test accuracy for personalized algorithms, and
 FedAvg's global model), bytes per participating device per round (uplink, downlink,
-relative to FedAvg), FFL sparsity, simulated energy and time to finish all rounds
+relative to FedAvg), FFL sparsity (after the last round, and time-averaged over every
+training step of the run: what sets the compute cost), threshold resets (layers that
+fell to <= 1 % density and were reset to dense), simulated energy and time to finish all rounds
 (and their ratio to FedAvg). With ``no_pruning`` it also gives the accuracy cost of
 pruning in points.
 """
@@ -36,6 +38,8 @@ class RunFigures:
     uplink_per_update_bytes: float
     downlink_per_update_bytes: float
     ffl_sparsity: float
+    mean_ffl_sparsity: float
+    threshold_resets: float
     energy_j: float
     sim_time_s: float
 
@@ -46,6 +50,7 @@ def run_figures(label: str, run_dir: str | Path) -> RunFigures:
     rounds = read_trace(run_dir, "rounds")
     updates = float(np.sum(rounds["completed"]))
     density = as_float(summary.get("final_ffl_density"))
+    mean_density = as_float(summary.get("mean_ffl_density"))
     return RunFigures(
         label=label,
         algorithm=str(summary.get("algorithm", "?")),
@@ -54,6 +59,8 @@ def run_figures(label: str, run_dir: str | Path) -> RunFigures:
         uplink_per_update_bytes=float(np.sum(rounds["uplink_bytes"])) / updates if updates else math.nan,
         downlink_per_update_bytes=float(np.sum(rounds["downlink_bytes"])) / updates if updates else math.nan,
         ffl_sparsity=1.0 - density if math.isfinite(density) else math.nan,
+        mean_ffl_sparsity=1.0 - mean_density if math.isfinite(mean_density) else math.nan,
+        threshold_resets=as_float(summary.get("threshold_resets")),
         energy_j=as_float(summary.get("energy_j")),
         sim_time_s=as_float(summary.get("sim_time_s")),
     )
@@ -72,7 +79,8 @@ def results_table(runs: Mapping[str, str | Path], fmt: str = "markdown") -> str:
     fedavg = next(f for f in figures if f.label == "fedavg")
     dense = next((f for f in figures if f.label == "no_pruning"), None)
     headers = ["run", "algorithm", "accuracy", "vs FedAvg global [points]", "uplink/update [B]", "uplink vs FedAvg",
-               "downlink/update [B]", "downlink vs FedAvg", "FFL sparsity", "energy [J]", "energy vs FedAvg",
+               "downlink/update [B]", "downlink vs FedAvg", "FFL sparsity (final)", "FFL sparsity (time avg)",
+               "threshold resets", "energy [J]", "energy vs FedAvg",
                "sim time [s]", "time vs FedAvg"]
     rows = []
     for f in figures:
@@ -82,7 +90,8 @@ def results_table(runs: Mapping[str, str | Path], fmt: str = "markdown") -> str:
             _num(f.uplink_per_update_bytes, ",.0f"), _num(f.uplink_per_update_bytes / fedavg.uplink_per_update_bytes, ".2%"),
             _num(f.downlink_per_update_bytes, ",.0f"),
             _num(f.downlink_per_update_bytes / fedavg.downlink_per_update_bytes, ".2f") + "x",
-            _num(f.ffl_sparsity, ".1%"), _num(f.energy_j, ",.1f"), _num(f.energy_j / fedavg.energy_j, ".3f"),
+            _num(f.ffl_sparsity, ".1%"), _num(f.mean_ffl_sparsity, ".1%"), _num(f.threshold_resets, ",.0f"),
+            _num(f.energy_j, ",.1f"), _num(f.energy_j / fedavg.energy_j, ".3f"),
             _num(f.sim_time_s, ",.1f"), _num(f.sim_time_s / fedavg.sim_time_s, ".3f"),
         ])
     table = render(headers, rows, fmt)

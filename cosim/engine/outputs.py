@@ -23,6 +23,10 @@ def _finite_or_none(x) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def _finite(values) -> list[float]:
+    return [float(v) for v in values if v is not None and np.isfinite(v)]
+
+
 def summary(sim) -> dict:
     """The run's headline numbers (deterministic for a scenario and seed)."""
     fleet = sim.fleet
@@ -30,7 +34,9 @@ def summary(sim) -> dict:
     mean_device = _finite_or_none(ev.mean_accuracy) if ev is not None else None
     global_acc = _finite_or_none(ev.global_accuracy) if ev is not None and ev.global_accuracy is not None else None
     final = mean_device if sim.learning.personalized else global_acc
-    densities = [v for v in sim.trace.round_values("ffl_density") if v is not None and np.isfinite(v)]
+    densities = _finite(sim.trace.round_values("ffl_density"))
+    mean_densities = _finite(sim.trace.round_values("ffl_density_mean"))
+    resets = _finite(sim.trace.round_values("threshold_resets"))
     energy = {f"{c}_energy_j": float(fleet.energy_j[c].sum()) for c in ENERGY_COMPONENTS}
     return {
         "scenario": sim.scenario.name,
@@ -47,6 +53,9 @@ def summary(sim) -> dict:
         "final_mean_device_accuracy": mean_device,
         "final_global_accuracy": global_acc,
         "final_ffl_density": densities[-1] if densities else None,
+        # time average over the run: mean over rounds of the devices' mean density per step
+        "mean_ffl_density": float(np.mean(mean_densities)) if mean_densities else None,
+        "threshold_resets": int(np.sum(resets)) if resets else None,
         "devices": int(sim.n_devices),
         "devices_alive": int(fleet.alive.sum()),
         "handovers": int(sim.handovers),

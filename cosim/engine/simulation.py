@@ -43,6 +43,13 @@ def _mean_metric(arrived: dict[int, RoundWork], name: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _sum_metric(arrived: dict[int, RoundWork], name: str) -> float:
+    """Sum of a local-update metric over the round's arrived devices (NaN if none report it)."""
+    values = [w.result.metrics[name] for w in arrived.values()
+              if w.result is not None and name in w.result.metrics]
+    return float(np.sum(values)) if values else float("nan")
+
+
 @dataclass
 class _RoundState:
     """Book-keeping of one round, filled in by the device processes."""
@@ -352,6 +359,8 @@ class Simulation:
                 uplink_bytes=rs.uplink_bytes, downlink_bytes=rs.downlink_bytes,
                 energy_j=round_energy, aggregated=aggregate,
                 train_loss=_mean_metric(arrived, "train_loss"), ffl_density=_mean_metric(arrived, "ffl_density"),
+                ffl_density_mean=_mean_metric(arrived, "ffl_density_mean"),
+                threshold_resets=_sum_metric(arrived, "threshold_resets"),
                 accuracy=np.nan if accuracy is None else accuracy,
                 global_accuracy=np.nan if global_accuracy is None else global_accuracy,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.results import results_table, run_figures
@@ -33,6 +34,11 @@ def test_figures_come_from_the_traces(runs):
     assert pfl.accuracy == pytest.approx(summary["final_accuracy"])
     assert pfl.uplink_per_update_bytes == pytest.approx(summary["uplink_bytes"] / 6)  # 3 devices x 2 rounds
     assert 0.0 <= pfl.ffl_sparsity < 1.0
+    # time-averaged density: the mean over rounds of the per-step means the devices report
+    rounds = pd.read_parquet(runs["pfl_tps"] / "rounds.parquet")
+    assert pfl.mean_ffl_sparsity == pytest.approx(1.0 - rounds["ffl_density_mean"].mean())
+    assert summary["mean_ffl_density"] == pytest.approx(rounds["ffl_density_mean"].mean())
+    assert pfl.threshold_resets == summary["threshold_resets"] == rounds["threshold_resets"].sum() >= 0
     dense = run_figures("no_pruning", runs["no_pruning"])
     assert dense.ffl_sparsity != dense.ffl_sparsity  # NaN: nothing is pruned, nothing reported
 

@@ -83,22 +83,37 @@ def test_analytic_flops_equal_flop_counter(config: dict, shape: tuple, classes: 
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_ffl_density_scales_only_ffl_matmuls() -> None:
+def test_ffl_density_scales_forward_and_input_gradient_weight_gradient_stays_dense() -> None:
     cfg = {"patch_size": 7, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0}
     dense = vit_flops_per_sample(cfg, (1, 28, 28), 10)
     tokens, hidden = 17, 128
-    layer = 2 * tokens * 64 * hidden  # forward FLOPs of one FFL linear layer
+    layer = 2 * tokens * 64 * hidden  # forward FLOPs of one FFL linear layer (278 528)
+    # By hand, per sample: patch embedding 2·16·49·64 ×2 (forward, weight gradient);
+    # per block qkv 2·17·64·192 + q@k 2·17·17·64 + attn@v 2·17·17·64 + proj 2·17·64·64, ×3;
+    # 4 FFL layers ×3; head 2·64·10 ×3.
+    block = 2 * 17 * 64 * 192 + 2 * (2 * 17 * 17 * 64) + 2 * 17 * 64 * 64
+    assert dense == 2 * 2 * 16 * 49 * 64 + 2 * 3 * block + 4 * 3 * layer + 3 * 2 * 64 * 10 == 7_333_120
     assert vit_flops_per_sample(cfg, (1, 28, 28), 10, ffl_density=[1, 1, 1, 1]) == dense
-    assert vit_flops_per_sample(cfg, (1, 28, 28), 10, ffl_density=[0.5, 1, 1, 0]) == dense - 3 * layer // 2 - 3 * layer
+    # density 0.5 saves half of forward + input gradient (2 matmuls), density 0 all of them;
+    # the weight-gradient matmul gT x is computed densely under both pruning gradients.
+    assert vit_flops_per_sample(cfg, (1, 28, 28), 10, ffl_density=[0.5, 1, 1, 0]) == dense - layer - 2 * layer
+    assert vit_flops_per_sample(cfg, (1, 28, 28), 10, [0, 0, 0, 0]) == dense - 4 * 2 * layer
     assert vit_flops_per_sample(cfg, (1, 28, 28), 10, [0, 0, 0, 0], backward=False) == (
         vit_flops_per_sample(cfg, (1, 28, 28), 10, backward=False) - 4 * layer
     )
-    # Zero FFL density equals a model whose FFL weights are absent from the count.
+    # The operating point: 73.8 % sparsity costs 77.6 % of dense (the old count,
+    # all three matmuls at the density, said 66.4 %).
+    at = vit_flops_per_sample(cfg, (1, 28, 28), 10, [0.262] * 4)
+    want = dense - 4 * 3 * layer + round(4 * layer * (2 * 0.262 + 1))
+    assert at == want and round(at / dense, 3) == 0.776
+    assert round((dense - 4 * 3 * layer * (1 - 0.262)) / dense, 3) == 0.664  # the old, over-counted saving
+    # Zero FFL density equals a model whose FFL forward and input-gradient matmuls are absent
+    # from the count and whose weight gradient (one dense matmul per layer) remains.
     model = build_model(cfg, (1, 28, 28), 10)
     for name in ffl_linear_names(model):
         parent, leaf = name.rsplit(".", 1)
         setattr(model.get_submodule(parent), leaf, _Zero(64 if leaf == "fc2" else hidden))
-    assert count_flops(model, (1, 28, 28)) == vit_flops_per_sample(cfg, (1, 28, 28), 10, [0, 0, 0, 0])
+    assert count_flops(model, (1, 28, 28)) + 4 * layer == vit_flops_per_sample(cfg, (1, 28, 28), 10, [0, 0, 0, 0])
     with pytest.raises(ValueError, match="4 entries"):
         vit_flops_per_sample(cfg, (1, 28, 28), 10, ffl_density=[1.0])
     with pytest.raises(ValueError, match="outside"):
