@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.algorithms import ALGORITHMS, make_algorithm
-from learning.data import build_federated_data, load_dataset
+from learning.data import build_federated_data, load_dataset, validation_size
 from learning.execution import make_executor
 
 # Training-set size and input shape of datasets known without loading them (surrogate mode).
@@ -55,7 +55,7 @@ class LearningSide:
             dataset = load_dataset(cfg.dataset.name, path=cfg.dataset.path, **dict(cfg.dataset.params))
             self.data = build_federated_data(
                 dataset, n_devices, cfg.partition.name, dict(cfg.partition.params), self.seed,
-                max_train_per_device=cfg.max_train_per_device,
+                max_train_per_device=cfg.max_train_per_device, validation_fraction=cfg.validation_fraction,
             )
             self.algorithm = make_algorithm(cfg.algorithm.name, self.data, model_config, params, self.seed)
             self.client = self.algorithm.client()
@@ -70,7 +70,9 @@ class LearningSide:
             per_device = n_train // n_devices
             if cfg.max_train_per_device is not None:
                 per_device = min(per_device, cfg.max_train_per_device)
-            self.samples = np.full(n_devices, max(per_device, 1), dtype=np.int64)
+            per_device = max(per_device, 1)
+            per_device -= validation_size(per_device, cfg.validation_fraction)
+            self.samples = np.full(n_devices, per_device, dtype=np.int64)
         self.cost = algorithm_cls.cost_model(model_config, params, input_shape, num_classes)
 
     @staticmethod

@@ -52,6 +52,8 @@ def summary(sim) -> dict:
         "final_accuracy": final,
         "final_mean_device_accuracy": mean_device,
         "final_global_accuracy": global_acc,
+        # mean per-device accuracy on the devices' validation splits: for tuning, never reported
+        "final_val_accuracy": _finite_or_none(ev.val_accuracy) if ev is not None else None,
         "final_ffl_density": densities[-1] if densities else None,
         # time average over the run: mean over rounds of the devices' mean density per step
         "mean_ffl_density": float(np.mean(mean_densities)) if mean_densities else None,

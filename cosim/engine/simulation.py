@@ -350,7 +350,7 @@ class Simulation:
             aggregate = len(arrived) >= fl.min_updates and len(arrived) > 0
             self.learning.finish_round(r, arrived, aggregate)
             trace.event(env.now, r, -1, -1, "aggregate" if aggregate else "skip_aggregate", detail=f"updates={len(arrived)}")
-            accuracy, global_accuracy = self._evaluate(r)
+            accuracy, global_accuracy, val_accuracy = self._evaluate(r)
             outcomes = list(rs.status.values())
             round_energy = float(fleet.total_energy_j().sum()) - energy_before
             trace.round_row(
@@ -363,6 +363,7 @@ class Simulation:
                 threshold_resets=_sum_metric(arrived, "threshold_resets"),
                 accuracy=np.nan if accuracy is None else accuracy,
                 global_accuracy=np.nan if global_accuracy is None else global_accuracy,
+                val_accuracy=np.nan if val_accuracy is None else val_accuracy,
             )
             self.rounds_done = r + 1
             if self.progress is not None:
@@ -381,19 +382,21 @@ class Simulation:
         alive = fleet.alive[devices]
         fleet.charge("idle", devices[alive], fleet.idle_power_w[devices[alive]] * idle_s[alive], end_s)
 
-    def _evaluate(self, round_idx: int) -> tuple[float | None, float | None]:
+    def _evaluate(self, round_idx: int) -> tuple[float | None, float | None, float | None]:
+        """(headline test accuracy, global-model accuracy, mean validation accuracy), None when
+        this round is not evaluated."""
         every = self.scenario.learning.eval_every
         last = round_idx + 1 == self.scenario.fl.rounds
         if (round_idx + 1) % every != 0 and not last:
-            return None, None
+            return None, None, None
         result = self.learning.evaluate()
         if result is None:
-            return None, None
+            return None, None, None
         self.last_eval = result
         for d, acc in result.per_device_accuracy.items():
             self.final_device_accuracy[d] = acc
         headline = result.mean_accuracy if self.learning.personalized else result.global_accuracy
-        return headline, result.global_accuracy
+        return headline, result.global_accuracy, result.val_accuracy
 
     def run(self) -> None:
         """Play the whole scenario out in simulated time."""

@@ -280,6 +280,8 @@ class Learning(StrictModel):
     dataset: Dataset
     partition: Partition = Field(default_factory=Partition)
     max_train_per_device: PositiveInt | None = None
+    #: fraction of each device's partition held out as its validation split (tuning only).
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     model: Params
     algorithm: Algorithm = Field(default_factory=Algorithm)
     eval_every: PositiveInt = 1

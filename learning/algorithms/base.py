@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -83,11 +83,30 @@ class EvalResult:
             global one) on its own test split (NaN for a device without test samples).
         global_accuracy: the global model on ``fd.global_test()``; None without a global model.
         mean_accuracy: unweighted mean of the finite per-device accuracies.
+        per_device_val_accuracy: device -> accuracy of the same model on its validation
+            split (NaN without validation samples); for choosing hyper-parameters.
+        val_accuracy: unweighted mean of the finite per-device validation accuracies
+            (NaN when no device has a validation split).
     """
 
     per_device_accuracy: dict[int, float]
     global_accuracy: float | None
     mean_accuracy: float
+    per_device_val_accuracy: dict[int, float] = field(default_factory=dict)
+    val_accuracy: float = math.nan
+
+    @classmethod
+    def of_models(cls, data: Any, models: Callable[[int], nn.Module], devices: Sequence[int],
+                  batch_size: int, global_accuracy: float | None = None) -> "EvalResult":
+        """Evaluate ``models(d)`` on device ``d``'s test and validation splits for each device."""
+        test: dict[int, float] = {}
+        val: dict[int, float] = {}
+        for d in devices:
+            model = models(d)
+            test[d] = evaluate_accuracy(model, *data.test(d), batch_size=batch_size)
+            val[d] = evaluate_accuracy(model, *data.val(d), batch_size=batch_size) if hasattr(data, "val") \
+                else math.nan
+        return cls(test, global_accuracy, mean_finite(list(test.values())), val, mean_finite(list(val.values())))
 
 
 def mean_finite(values: Sequence[float]) -> float:
@@ -236,10 +255,8 @@ class Algorithm(ABC):
 
         Algorithms with a global model override this.
         """
-        bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(self.device_model(d), *self.data.test(d), batch_size=bs)
-                      for d in self._devices(devices)}
-        return EvalResult(per_device, None, mean_finite(list(per_device.values())))
+        return EvalResult.of_models(self.data, self.device_model, self._devices(devices),
+                                    self.train_params.eval_batch_size)
 
     @classmethod
     @abstractmethod

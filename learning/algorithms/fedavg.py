@@ -20,7 +20,6 @@ from learning.algorithms.base import (
     CostModel,
     EvalResult,
     LocalResult,
-    mean_finite,
     model_payload_bytes,
 )
 from learning.algorithms.training import TrainParams, TrainStats, clone_state, derive_seed, evaluate_accuracy, train_local
@@ -119,9 +118,9 @@ class FedAvg(Algorithm):
         """Global model on every device's test split and on the global test set."""
         model = self.global_model()
         bs = self.train_params.eval_batch_size
-        per_device = {d: evaluate_accuracy(model, *self.data.test(d), batch_size=bs) for d in self._devices(devices)}
         gx, gy = self.data.global_test()
-        return EvalResult(per_device, evaluate_accuracy(model, gx, gy, bs), mean_finite(list(per_device.values())))
+        return EvalResult.of_models(self.data, lambda _d: model, self._devices(devices), bs,
+                                    evaluate_accuracy(model, gx, gy, bs))
 
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],

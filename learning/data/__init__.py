@@ -12,7 +12,7 @@ from .fashion_mnist import (
     FMNIST_STD,
     load_fashion_mnist,
 )
-from .federated import DATASETS, FederatedData, build_federated_data, load_dataset
+from .federated import DATASETS, FederatedData, build_federated_data, load_dataset, validation_size
 from .idx import IdxFormatError, parse_idx, read_idx
 from .partition import (
     PARTITIONS,
@@ -34,6 +34,7 @@ __all__ = [
     "IdxFormatError",
     "PARTITIONS",
     "build_federated_data",
+    "validation_size",
     "class_histogram",
     "load_dataset",
     "load_fashion_mnist",

@@ -1,4 +1,4 @@
-"""Per-device train/test splits over one shared, normalised image store.
+"""Per-device train/validation/test splits over one shared, normalised image store.
 
 ``build_federated_data`` partitions a dataset's training set over devices and gives
 each device a test split drawn from the dataset's *test* set with the same class
@@ -16,12 +16,20 @@ are taken without replacement from a per-class pool shared by all devices (proce
 in random order), so splits are disjoint while the test set lasts; when a class's pool
 runs out, the shortfall is sampled *with replacement* from that class's full test set
 (so those samples repeat across devices). The number of such samples is reported by
-``FederatedData.n_test_resampled``.
+``FederatedData.n_test_resampled``. Test sizes and proportions come from the device's
+whole partition, so the test splits do not depend on the validation fraction.
+
+Per-device validation splits (``validation_fraction`` > 0): ``round(fraction · n_i)``
+samples (at least 1, and at least 1 left to train, when the device has 2 or more) of the
+device's own partition, stratified by class (largest-remainder counts, random members),
+held out of its training split: the device's own training distribution, for choosing
+hyper-parameters without looking at test. Drawn from their own stream (the fourth child
+of the seed), so partitions and test draws are the same with and without validation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +40,7 @@ from .fashion_mnist import ArrayDataset, load_fashion_mnist
 from .partition import PARTITIONS, _largest_remainder, class_histogram
 from .synthetic import make_synthetic
 
-__all__ = ["DATASETS", "FederatedData", "build_federated_data", "load_dataset"]
+__all__ = ["DATASETS", "FederatedData", "build_federated_data", "load_dataset", "validation_size"]
 
 
 def _load_fmnist(path: str | Path | None = None, **params: Any) -> ArrayDataset:
@@ -85,6 +93,8 @@ class FederatedData:
         mean: pixel mean used for normalisation (of x / 255).
         std: pixel std used for normalisation.
         n_test_resampled: test samples drawn with replacement after a class ran out.
+        val_idx: per device, int64 indices into ``train_x`` of its validation split
+            (disjoint from its ``train_idx``; empty without validation).
     """
 
     train_x: torch.Tensor
@@ -98,6 +108,7 @@ class FederatedData:
     mean: float
     std: float
     n_test_resampled: int = 0
+    val_idx: list[np.ndarray] = field(default_factory=list)
 
     @property
     def n_devices(self) -> int:
@@ -118,6 +129,15 @@ class FederatedData:
         """Device ``i``'s test split: x float32 (n, 1, H, W), y int64 (n,)."""
         idx = torch.from_numpy(self.test_idx[i])
         return self.test_x[idx], self.test_y[idx]
+
+    def val(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device ``i``'s validation split: x float32 (n, 1, H, W), y int64 (n,) (n may be 0)."""
+        idx = torch.from_numpy(self.val_idx[i] if self.val_idx else np.empty(0, np.int64))
+        return self.train_x[idx], self.train_y[idx]
+
+    def num_val(self, i: int) -> int:
+        """Number of validation samples of device ``i``."""
+        return int(self.val_idx[i].size) if self.val_idx else 0
 
     def num_train(self, i: int) -> int:
         """Number of training samples of device ``i``."""
@@ -181,6 +201,35 @@ def _draw_tests(
     return out, resampled
 
 
+def validation_size(n: int, fraction: float) -> int:
+    """Validation samples held out of a partition of ``n``: ``round(fraction · n)``, at least 1
+    and at most ``n − 1`` when ``fraction > 0`` and ``n >= 2``, else 0."""
+    return min(max(int(np.rint(fraction * n)), 1), n - 1) if fraction > 0 and n >= 2 else 0
+
+
+def _split_validation(parts: list[np.ndarray], labels: np.ndarray, fraction: float, num_classes: int,
+                      rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, validation) index arrays per device: a class-stratified random
+    ``round(fraction · n)`` of each partition (1 ≤ k ≤ n − 1 when n ≥ 2) held out."""
+    train: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    for part in parts:
+        n = int(part.size)
+        k = validation_size(n, fraction)
+        if k == 0:
+            train.append(part)
+            val.append(np.empty(0, np.int64))
+            continue
+        y = labels[part]
+        counts = np.bincount(y, minlength=num_classes)
+        want = _largest_remainder(counts.astype(float), k)  # want[c] <= counts[c] since k < n
+        chosen = [rng.choice(part[y == c], size=int(want[c]), replace=False) for c in np.flatnonzero(want)]
+        held = np.sort(np.concatenate(chosen)).astype(np.int64)
+        train.append(np.setdiff1d(part, held).astype(np.int64))
+        val.append(held)
+    return train, val
+
+
 def build_federated_data(
     dataset: ArrayDataset,
     n_devices: int,
@@ -189,8 +238,9 @@ def build_federated_data(
     seed: int,
     test_fraction: float | None = None,
     max_train_per_device: int | None = None,
+    validation_fraction: float = 0.0,
 ) -> FederatedData:
-    """Partition ``dataset`` over devices, each with its own train and test split.
+    """Partition ``dataset`` over devices, each with its own train, validation and test split.
 
     Args:
         dataset: the source dataset.
@@ -203,6 +253,8 @@ def build_federated_data(
             (default: the dataset's test/train ratio).
         max_train_per_device: keep at most this many training samples per device
             (a random subset of its partition).
+        validation_fraction: fraction in [0, 1) of each device's partition held out of
+            its training split as its validation split (see the module docstring).
 
     Returns:
         FederatedData storing only the training images some device uses.
@@ -211,10 +263,12 @@ def build_federated_data(
         raise KeyError(f"unknown partition {partition!r}; known: {sorted(PARTITIONS)}")
     if test_fraction is not None and test_fraction <= 0:
         raise ValueError(f"test_fraction must be > 0, got {test_fraction}")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if max_train_per_device is not None and max_train_per_device < 1:
         raise ValueError(f"max_train_per_device must be ≥ 1, got {max_train_per_device}")
-    rng_part, rng_trunc, rng_test = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    rng_part, rng_trunc, rng_test, rng_val = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
     )
     parts = PARTITIONS[partition](dataset.train_y, n_devices, rng=rng_part, **params)
     if max_train_per_device is not None:
@@ -234,6 +288,7 @@ def build_federated_data(
     sizes = np.rint(n_train * ratio).astype(np.int64)
     hist = class_histogram(train_y, train_idx, dataset.num_classes)
     test_idx, resampled = _draw_tests(hist, dataset.test_y, sizes, rng_test)
+    train_idx, val_idx = _split_validation(train_idx, train_y, validation_fraction, dataset.num_classes, rng_val)
 
     if dataset.mean is not None and dataset.std is not None:
         mean, std = float(dataset.mean), float(dataset.std)
@@ -252,4 +307,5 @@ def build_federated_data(
         mean=mean,
         std=std,
         n_test_resampled=resampled,
+        val_idx=val_idx,
     )

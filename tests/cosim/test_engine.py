@@ -142,3 +142,26 @@ def test_device_cut_during_upload_was_busy_not_idle(tmp_path):
     assert cut["events"]["kind"].count("straggler") == 1
     assert cut["devices"]["idle_energy_j"][0] == pytest.approx(0.0, abs=1e-9)
     assert cut["devices"]["tx_energy_j"][0] > 0
+
+
+def test_validation_accuracy_is_traced_beside_test(tmp_path):
+    summary, t = run(tmp_path, ["fl.rounds=2", "learning.algorithm.name=local"], "val")
+    val = np.array(t["rounds"]["val_accuracy"])
+    assert np.all(np.isfinite(val)) and np.all((val >= 0) & (val <= 1))
+    assert summary["final_val_accuracy"] == pytest.approx(val[-1])
+    assert summary["final_accuracy"] == pytest.approx(t["rounds"]["accuracy"][-1])
+    # The evaluation uses each device's own validation split (10 % of its partition by default).
+    from cosim.engine.learning_side import LearningSide
+    side = LearningSide(load_scenario(SMOKE, ["learning.algorithm.name=local"]), 6)
+    fd = side.data
+    assert all(fd.num_val(i) == 10 and fd.num_train(i) == 90 for i in range(6))  # 600 iid / 6
+    assert side.samples.tolist() == [90] * 6
+    ev = side.algorithm.evaluate()
+    from learning.algorithms.training import evaluate_accuracy
+    assert ev.per_device_val_accuracy[3] == evaluate_accuracy(side.algorithm.device_model(3), *fd.val(3))
+    surrogate = LearningSide(load_scenario(SMOKE, SURROGATE), 6)
+    assert surrogate.samples.tolist() == [90] * 6  # the surrogate holds out the same share
+    off, t0 = run(tmp_path, ["fl.rounds=1", "learning.validation_fraction=0"], "noval")
+    assert off["final_val_accuracy"] is None and np.isnan(t0["rounds"]["val_accuracy"][0])
+    with pytest.raises(Exception, match="validation_fraction"):
+        load_scenario(SMOKE, ["learning.validation_fraction=1.0"])

@@ -337,3 +337,38 @@ def test_load_dataset_registry() -> None:
         load_dataset("cifar")
     with pytest.raises(KeyError, match="unknown partition"):
         build_federated_data(ds, 2, "nope", {}, seed=0)
+
+
+def test_validation_split_is_held_out_of_the_devices_own_partition(synth) -> None:
+    args = (synth, 12, "dirichlet", {"alpha": 0.3, "min_samples": 20})
+    plain = build_federated_data(*args, seed=4)
+    fd = build_federated_data(*args, seed=4, validation_fraction=0.2)
+    assert plain.val_idx == [] or all(v.size == 0 for v in plain.val_idx)
+    assert plain.num_val(0) == 0 and plain.val(0)[1].shape == (0,)
+    for i in range(12):
+        tr, va = fd.train_idx[i], fd.val_idx[i]
+        # the same partition, now split in two disjoint parts; no image stored twice
+        whole = np.sort(np.concatenate([tr, va]))
+        assert np.intersect1d(tr, va).size == 0
+        assert whole.size == plain.num_train(i)
+        np.testing.assert_array_equal(np.sort(fd.train_x[torch.from_numpy(whole)].flatten(1).sum(1).numpy()),
+                                      np.sort(plain.train(i)[0].flatten(1).sum(1).numpy()))
+        n = plain.num_train(i)
+        assert fd.num_val(i) == min(max(round(0.2 * n), 1), n - 1)
+        # stratified: each class's validation count is its share of the held-out total, ±1
+        hist_all = np.bincount(plain.train(i)[1].numpy(), minlength=10)
+        hist_val = np.bincount(fd.val(i)[1].numpy(), minlength=10)
+        assert np.abs(hist_val - hist_all * fd.num_val(i) / n).max() < 1.0
+        assert np.array_equal(fd.test_idx[i], plain.test_idx[i])  # test splits do not move
+    again = build_federated_data(*args, seed=4, validation_fraction=0.2)
+    assert all(np.array_equal(a, b) for a, b in zip(fd.val_idx, again.val_idx))
+    assert fd.histogram().sum() == 3000 - sum(fd.num_val(i) for i in range(12))
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=f"validation_fraction must be in \\[0, 1\\), got {bad}"):
+            build_federated_data(*args, seed=4, validation_fraction=bad)
+
+
+def test_validation_size_rule() -> None:
+    from learning.data import validation_size
+    assert [validation_size(n, 0.1) for n in (0, 1, 2, 9, 10, 15, 100)] == [0, 0, 1, 1, 1, 2, 10]
+    assert validation_size(100, 0.0) == 0 and validation_size(3, 0.9) == 2
