@@ -211,6 +211,7 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
     correct = torch.zeros(d_all, dtype=torch.int64)
     flops = torch.zeros(d_all, dtype=torch.int64)
     resets = torch.zeros(d_all, dtype=torch.int64)
+    density_sum: list[float] | None = [0.0] * d_all
     with_extra = plan.has_extra_loss
     forward = plan.forward_stacked if plan.stacked else torch.func.vmap(plan.forward, randomness="same")
     extra = torch.func.vmap(plan.extra_loss) if with_extra else None
@@ -223,6 +224,12 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
         if plan.counts_step_flops:
             fps = plan.step_flops(params, m)
             flops[:m] += cnt * torch.tensor(fps, dtype=torch.int64)
+        dens = plan.step_density(params, m) if density_sum is not None else None
+        if dens is None:
+            density_sum = None
+        else:
+            for pos in range(m):
+                density_sum[pos] += dens[pos]  # type: ignore[index]
         sub = {n: p[:m].detach().requires_grad_(True) for n, p in params.items()}
         csub = {n: c[:m] for n, c in consts.items()}
         with torch.enable_grad():
@@ -242,7 +249,8 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
     for pos, j in enumerate(order):
         processed = int(counts[:, pos].sum())
         stats = DeviceStats(processed, float(loss_sum[pos]) / processed, float(correct[pos]) / processed,
-                            int(flops[pos]) if plan.counts_step_flops else None, int(resets[pos]))
+                            int(flops[pos]) if plan.counts_step_flops else None, int(resets[pos]),
+                            density_sum[pos] / n_steps[pos] if density_sum is not None else None)
         out[j] = {"final": {n: p[pos].clone() for n, p in params.items()}, "stats": stats}
     return out
 

@@ -46,6 +46,7 @@ class DeviceStats:
     accuracy: float
     flops: int | None  # summed per-step FLOPs (plans that count per step), else None
     resets: int
+    density_mean: float | None = None  # mean over steps of ``step_density`` (plans that report it)
 
 
 class BatchedPlan:
@@ -95,6 +96,11 @@ class BatchedPlan:
 
     def step_flops(self, params: dict[str, torch.Tensor], m: int) -> list[int] | None:
         """FLOPs per sample of devices ``[0, m)`` before this step (None: counted in ``finish``)."""
+        return None
+
+    def step_density(self, params: dict[str, torch.Tensor], m: int) -> list[float] | None:
+        """A density per device of ``[0, m)`` before this step, averaged over the device's steps
+        into ``DeviceStats.density_mean`` (None: not reported)."""
         return None
 
     def post_step(self, params: dict[str, torch.Tensor], m: int) -> torch.Tensor | None:

@@ -11,8 +11,6 @@ import torch
 from learning.algorithms import make_algorithm
 from learning.algorithms.base import LocalResult
 from learning.algorithms.fedavg import FedAvgClient
-from learning.algorithms.pfl_tps.pruning import ThresholdMask
-from learning.algorithms.pfl_tps.batched import masked_weight_functional
 from learning.algorithms.pfl_tps.client import PFLTPSClient
 from learning.execution.batched import BatchedExecutor, StackedOptimizer, adam_step_, batched_plan, sgd_step_
 from learning.algorithms.training import TrainParams
@@ -122,25 +120,6 @@ def test_stacked_optimizer_prefix_steps_leave_finished_devices_untouched() -> No
             assert torch.equal(p.detach(), stacked["w"][d]), (kind, d)
 
 
-def test_masked_weight_functional_matches_threshold_mask() -> None:
-    gen = torch.Generator().manual_seed(2)
-    w0, t0 = torch.randn(6, 5, generator=gen) * 0.5, torch.rand(6, generator=gen) * 0.5
-    up = torch.randn(6, 5, generator=gen)
-    outs, grads = [], []
-    for fn in (ThresholdMask.apply, masked_weight_functional):
-        w, t = w0.clone().requires_grad_(), t0.clone().requires_grad_()
-        out = fn(w, t)
-        (out * up).sum().backward()
-        outs.append(out.detach())
-        grads.append((w.grad, t.grad))
-    assert torch.equal(outs[0], outs[1])
-    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=0, atol=0)
-    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-6, atol=1e-7)
-    # Under vmap too (a legacy autograd.Function could not run here).
-    stacked = torch.func.vmap(masked_weight_functional)(w0.expand(3, 6, 5), t0.expand(3, 6))
-    assert torch.equal(stacked[1], outs[0])
-
-
 @pytest.mark.parametrize("name", ["fedavg", "local"])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_plain_models_batched_equal_sequential(data: Any, name: str, optimizer: str) -> None:
@@ -162,6 +141,8 @@ def test_plain_models_batched_equal_sequential(data: Any, name: str, optimizer: 
     {"sal_residual": False},  # linear SAL, only the embedding trained
     {"sal_update": "delta", "optimizer": "sgd"},  # SAL trained directly
     {"hypernetwork_enabled": False, "prune_lambda": 0.05, "prune_reset_density": 0.9},  # forces resets
+    {"hypernetwork_enabled": False, "prune_gradient": "ste", "prune_clamp": True},  # the former rules
+    {"hypernetwork_enabled": False, "prune_lambda": 0.0},  # thresholds go below 0 (no clamp)
 ])
 def test_pfl_tps_batched_equals_sequential_over_rounds(data: Any, extra: dict[str, Any]) -> None:
     alg = make_algorithm("pfl_tps", data, MODEL, {"local_epochs": 1.5, "batch_size": 16, **extra}, seed=4)
@@ -176,6 +157,8 @@ def test_pfl_tps_batched_equals_sequential_over_rounds(data: Any, extra: dict[st
         for res in want:
             alg.commit(res)
         alg.aggregate({res.device: (res.uplink, res.samples) for res in want}, r)
+    if extra.get("prune_lambda") == 0.0:
+        assert min(float(t.min()) for t in got[0].state["thresholds"].values()) < 0.0
     if "prune_reset_density" in extra:
         assert resets > 0  # the reset path was exercised
 

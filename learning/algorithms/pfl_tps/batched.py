@@ -1,21 +1,19 @@
 """Batched plan of the PFL-TPS local update (see ``learning.execution.batched`` and
 ``learning.algorithms.pfl_tps.client``): the same update, written functionally for ``vmap``.
 
-* The masked FFL layers run as ``_VmapMaskedLinear``: the forward value ``W ⊙ 1[|W| > t]``
-  and the gradients of ``ThresholdMask`` (straight-through for ``W``, long-tailed surrogate
-  for ``t``) written with plain differentiable operations, because a legacy
-  ``autograd.Function`` cannot run under ``torch.func`` transforms::
-
-      W + stop(W⊙M − W) − stop(W · step'(|W| − t)) ⊙ (t − stop(t))
-
-  has the value ``W⊙M`` exactly (the last factor is exactly 0) and the same derivatives.
+* The masked FFL layers run as ``_VmapMaskedLinear``: ``pruning.masked_weight`` (the
+  value ``W ⊙ 1[|W| > t]`` with DST's or the straight-through gradients, written with
+  plain differentiable operations), the same function the sequential client runs, since
+  a legacy ``autograd.Function`` cannot run under ``torch.func`` transforms.
 * The linearised SAL ``θ = θ0 + J (e − ê) [+ r]`` is computed per device inside the vmapped
   forward; θ0, J, ê are per-device constants; the embedding e (and the personal residual
   r when ``sal_residual`` is on) are trained.
-* Per step, FLOPs are counted from the mask density of every still-training device before
-  its forward; after each optimizer step thresholds are clamped to >= 0 and those of a
-  layer keeping at most ``prune_reset_density`` of its weights are reset to 0 — the same
-  rules as the sequential client, vectorised over the device axis.
+* Near-empty layers of the received thresholds are reset before training. Per step, FLOPs
+  and the time-averaged density are counted from the mask density of every still-training
+  device before its forward; after each optimizer step thresholds are clamped to >= 0
+  (``prune_clamp`` only) and those of a layer keeping at most ``prune_reset_density`` of
+  its weights are reset to 0 — the same rules as the sequential client, vectorised over
+  the device axis.
 """
 
 from __future__ import annotations
@@ -29,36 +27,26 @@ import torch.nn.functional as F
 
 from learning.algorithms.base import LocalResult
 from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, received_tensors, threshold_key
-from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, step_surrogate_grad
+from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, masked_weight
 from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.flops import vit_flops_per_sample
 
-__all__ = ["PFLTPSPlan", "masked_weight_functional"]
+__all__ = ["PFLTPSPlan"]
 
 EMBEDDING = "_embedding"  # name of the trainable embedding among the stacked tensors
 RESIDUAL = "_sal_residual"  # name of the personal SAL residual among the stacked tensors
 
 
-def masked_weight_functional(weight: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """``ThresholdMask.apply(weight (out, in), threshold (out,))`` in plain operations (same
-    value, same STE / surrogate gradients), usable under ``vmap``."""
-    w, t = weight.detach(), threshold.detach()
-    x = w.abs() - t.unsqueeze(-1)
-    keep = (x > 0).to(w.dtype)
-    surrogate = w * step_surrogate_grad(x)
-    return weight + (w * keep - w) - surrogate * (threshold - t).unsqueeze(-1)
-
-
-def _masked(threshold: torch.Tensor, _name: str, weight: torch.Tensor) -> torch.Tensor:
-    return masked_weight_functional(weight, threshold)
+def _masked(threshold: torch.Tensor, gradient: str, _name: str, weight: torch.Tensor) -> torch.Tensor:
+    return masked_weight(weight, threshold, gradient)
 
 
 class _VmapMaskedLinear(ThresholdMaskedLinear):
     """``ThresholdMaskedLinear`` with a ``vmap``-compatible forward (same parameters)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, masked_weight_functional(self.weight, self.threshold), self.bias)
+        return F.linear(x, masked_weight(self.weight, self.threshold, self.gradient), self.bias)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -117,8 +105,10 @@ class PFLTPSPlan(BatchedPlan):
                       "anchor": tensors["embedding_anchor"]}
             consts = {k: v.detach().to(torch.float32) for k, v in consts.items()}
         x, y = self.client.data.train(int(device))
-        start = self._densities({n: params[n].unsqueeze(0) for n in self._mask_names()}, 1, "density")
-        return DeviceInit(params, consts, x, y, {"full": full, "density_start": start[0]})
+        one = {n: params[n].unsqueeze(0) for n in self._mask_names()}  # views: resets land in params
+        load_resets = int(self._reset(one, 1, clamp=False)[0]) if self.layer_names else 0
+        start = self._densities(one, 1, "density")
+        return DeviceInit(params, consts, x, y, {"full": full, "density_start": start[0], "load_resets": load_resets})
 
     def hyper(self, name: str) -> tuple[float, float]:
         if name == EMBEDDING:
@@ -149,7 +139,8 @@ class PFLTPSPlan(BatchedPlan):
             m = theta.shape[0]
             parts = theta.split(self.spec.numels, dim=1)
             vit.update({n: p.reshape(m, *s) for n, p, s in zip(self.spec.names, parts, self.spec.shapes)})
-        hooks = {f"{n}.weight": functools.partial(_masked, vit[threshold_key(n)]) for n in self.layer_names}
+        hooks = {f"{n}.weight": functools.partial(_masked, vit[threshold_key(n)], self.cfg.prune_gradient)
+                 for n in self.layer_names}
         return stacked_vit_forward(self.twin, vit, x, hooks)  # type: ignore[arg-type]
 
     def extra_loss(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -178,14 +169,26 @@ class PFLTPSPlan(BatchedPlan):
         rows = self._densities(params, m, self.cfg.pruning_flops)
         return [_flops(*self._flops_key, tuple(r)) for r in rows]
 
+    def step_density(self, params: dict[str, torch.Tensor], m: int) -> list[float] | None:
+        if not self.layer_names:
+            return None
+        return [sum(row) / len(row) for row in self._densities(params, m, "density")]
+
     @torch.no_grad()
     def post_step(self, params: dict[str, torch.Tensor], m: int) -> torch.Tensor | None:
         if not self.layer_names:
             return None
+        return self._reset(params, m, self.cfg.prune_clamp)
+
+    @torch.no_grad()
+    def _reset(self, params: dict[str, torch.Tensor], m: int, clamp: bool) -> torch.Tensor:
+        """In place, devices ``[0, m)``: clamp thresholds to >= 0 (``clamp``), then reset the
+        thresholds of every layer keeping <= ``prune_reset_density``; resets per device (m,)."""
         resets = torch.zeros(m, dtype=torch.int64)
         for name in self.layer_names:
             t = params[threshold_key(name)][:m]
-            t.clamp_(min=0.0)
+            if clamp:
+                t.clamp_(min=0.0)
             dens = (params[f"{name}.weight"][:m].abs() > t.unsqueeze(-1)).float().mean(dim=(1, 2))
             reset = dens.double() <= self.cfg.prune_reset_density
             t.masked_fill_(reset.unsqueeze(-1), 0.0)
@@ -221,6 +224,8 @@ class PFLTPSPlan(BatchedPlan):
         if self.layer_names:
             start = init.extra["density_start"]
             end = self._densities({n: merged[n].unsqueeze(0) for n in self._mask_names()}, 1, "density")[0]
+            mean = stats.density_mean if stats.density_mean is not None else sum(start) / len(start)
             metrics.update({"ffl_density_start": sum(start) / len(start), "ffl_density": sum(end) / len(end),
-                            "threshold_resets": float(stats.resets)})
+                            "ffl_density_mean": mean,
+                            "threshold_resets": float(stats.resets + init.extra["load_resets"])})
         return LocalResult(int(device), new_state, uplink, int(stats.flops or 0), int(init.y.shape[0]), metrics)
