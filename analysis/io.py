@@ -1,9 +1,9 @@
-"""Reading cosim run directories and comparison directories (Parquet, or CSV when no Parquet).
+"""Reading cosim run directories and comparison directories into pandas DataFrames.
 
-A *table* here is a plain ``dict`` of column name -> 1-D numpy array, in file order.
-Numeric columns are float64 or int64 with nulls read as NaN (an int column with nulls
-becomes float64); string columns are object arrays of ``str``; an all-null column
-(e.g. ``accuracy`` of a surrogate run) is float64 NaN.
+Parquet when present, else CSV (read by pandas); both give the same frame. Trace
+tables get their dtypes from :func:`read_trace` (numeric columns int64/float64, an
+int column with nulls or an all-null column float64 NaN, booleans bool, text ``str``,
+``events.kind`` and ``devices.profile`` categorical).
 
 A *run directory* (``cosim run``) holds ``summary.json``, ``scenario.yaml`` and the
 ``events``/``rounds``/``devices`` tables. A *comparison directory* (``cosim compare``)
@@ -13,21 +13,14 @@ holds ``comparison.parquet``/``.csv`` (one row per grid cell and repeat), an opt
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import yaml
-
-Table = dict[str, np.ndarray]
 
 TRACE_TABLES = ("events", "rounds", "devices")
 #: Metric columns of a comparison file, in order (all read as float64).
@@ -43,44 +36,8 @@ COMPARISON_METRICS = (
 #: Fixed, non-varied columns of a comparison file; every other column is a varied key.
 COMPARISON_FIXED = ("repeat", "seed", "run_dir", *COMPARISON_METRICS)
 COMPARISON_STEM = "comparison"
-
-
-def _column(chunked: pa.ChunkedArray) -> np.ndarray:
-    kind = chunked.type
-    if pa.types.is_null(kind):
-        return np.full(len(chunked), np.nan)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return np.array([("" if v is None else v) for v in chunked.to_pylist()], dtype=object)
-    if pa.types.is_boolean(kind):
-        if chunked.null_count:
-            return np.array([np.nan if v is None else float(v) for v in chunked.to_pylist()])
-        return chunked.to_numpy().astype(bool)
-    if pa.types.is_integer(kind) and chunked.null_count:
-        return chunked.cast(pa.float64()).to_numpy()
-    return np.asarray(chunked.to_numpy())
-
-
-def arrow_to_table(arrow: pa.Table) -> Table:
-    """Convert an Arrow table to a :data:`Table` (nulls -> NaN in numeric columns)."""
-    return {name: _column(arrow.column(name)) for name in arrow.column_names}
-
-
-def read_table_file(path: str | Path, string_columns: tuple[str, ...] | None = None) -> Table:
-    """Read one ``.parquet`` or ``.csv`` file.
-
-    ``string_columns`` (CSV only) are read as text verbatim (``"null"`` stays a string);
-    ``None`` means: let Arrow infer every column's type.
-    """
-    file = Path(path)
-    if file.suffix == ".parquet":
-        return arrow_to_table(pq.read_table(file))
-    if file.suffix != ".csv":
-        raise ValueError(f"{file}: expected a .parquet or .csv file")
-    types: dict[str, pa.DataType] = {}
-    if string_columns:
-        types = {name: pa.string() for name in string_columns}
-    arrow = pa_csv.read_csv(file, convert_options=pa_csv.ConvertOptions(column_types=types))
-    return arrow_to_table(arrow)
+#: Cells of a CSV file read as a missing value (pyarrow writes NaN as ``nan`` and nulls empty).
+CSV_NA_VALUES = ("", "nan", "NaN", "-nan", "null")
 
 
 def find_table(directory: str | Path, stem: str) -> Path:
@@ -91,13 +48,6 @@ def find_table(directory: str | Path, stem: str) -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(2, f"no {stem}.parquet or {stem}.csv", str(base))
-
-
-def read_trace(run_dir: str | Path, name: str) -> Table:
-    """Read the ``events``, ``rounds`` or ``devices`` table of a run directory."""
-    if name not in TRACE_TABLES:
-        raise ValueError(f"unknown trace table {name!r} (expected one of {', '.join(TRACE_TABLES)})")
-    return read_table_file(find_table(run_dir, name))
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -140,66 +90,6 @@ def is_comparison_dir(path: str | Path) -> bool:
     return any((base / f"{COMPARISON_STEM}{suffix}").is_file() for suffix in (".parquet", ".csv"))
 
 
-@dataclass
-class Comparison:
-    """A comparison file: ``table`` rows, the ``varied`` key columns, ``meta`` from ``comparison.json``."""
-
-    root: Path
-    table: Table
-    varied: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.table["repeat"])
-
-    def cell_values(self, row: int) -> tuple[str, ...]:
-        """The varied values of row ``row``, in ``varied`` order."""
-        return tuple(str(self.table[key][row]) for key in self.varied)
-
-    def cells(self) -> list[tuple[str, ...]]:
-        """Distinct varied-value tuples in order of first appearance."""
-        return list(dict.fromkeys(self.cell_values(row) for row in range(len(self))))
-
-    def rows_of(self, cell: tuple[str, ...]) -> list[int]:
-        """Row indices of one cell (its repeats)."""
-        return [row for row in range(len(self)) if self.cell_values(row) == cell]
-
-    def run_dir(self, row: int) -> Path:
-        """Absolute run directory of row ``row`` (stored relative to the comparison directory)."""
-        path = Path(str(self.table["run_dir"][row]))
-        return path if path.is_absolute() else self.root / path
-
-
-def _csv_header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return next(csv.reader(handle), [])
-
-
-def read_comparison(directory: str | Path) -> Comparison:
-    """Read ``comparison.parquet`` (or ``.csv``) and ``comparison.json`` from ``directory``."""
-    root = Path(directory)
-    path = find_table(root, COMPARISON_STEM)
-    if path.suffix == ".csv":
-        header = _csv_header(path)
-        table = read_table_file(path, tuple(c for c in header if c not in COMPARISON_FIXED or c == "run_dir"))
-    else:
-        table = read_table_file(path)
-    missing = [c for c in COMPARISON_FIXED if c not in table]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    for name in COMPARISON_METRICS:
-        table[name] = table[name].astype(float)
-    varied = [c for c in table if c not in COMPARISON_FIXED]
-    for name in varied:
-        table[name] = np.array([str(v) for v in table[name]], dtype=object)
-    meta: dict[str, Any] = {}
-    meta_path = root / f"{COMPARISON_STEM}.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return Comparison(root=root, table=table, varied=varied, meta=meta)
-
-
-# ----------------------------------------------------------------------------- DataFrames
 #: dtypes of the ``events`` table (the schema ``cosim.trace.EVENT_SCHEMA`` writes); ``kind`` is categorical.
 EVENT_DTYPES: dict[str, str] = {
     "time_s": "float64",
@@ -235,17 +125,17 @@ def _typed(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame
 
 
-def read_frame(path: str | Path) -> pd.DataFrame:
+def read_table_file(path: str | Path) -> pd.DataFrame:
     """One ``.parquet`` or ``.csv`` file as a DataFrame (columns as written; text as ``str``)."""
     file = Path(path)
     if file.suffix == ".parquet":
         return pd.read_parquet(file)
     if file.suffix != ".csv":
         raise ValueError(f"{file}: expected a .parquet or .csv file")
-    return pd.read_csv(file, keep_default_na=False, na_values=["", "nan", "NaN", "-nan", "null"])
+    return pd.read_csv(file, keep_default_na=False, na_values=list(CSV_NA_VALUES))
 
 
-def read_trace_frame(run_dir: str | Path, name: str) -> pd.DataFrame:
+def read_trace(run_dir: str | Path, name: str) -> pd.DataFrame:
     """The ``events``, ``rounds`` or ``devices`` table of a run directory as a typed DataFrame.
 
     Parquet when present, else CSV; both give the same frame: ``events`` has the
@@ -255,7 +145,7 @@ def read_trace_frame(run_dir: str | Path, name: str) -> pd.DataFrame:
     """
     if name not in TRACE_TABLES:
         raise ValueError(f"unknown trace table {name!r} (expected one of {', '.join(TRACE_TABLES)})")
-    return _typed(read_frame(find_table(run_dir, name)), name)
+    return _typed(read_table_file(find_table(run_dir, name)), name)
 
 
 def read_comparison_frame(directory: str | Path) -> pd.DataFrame:
@@ -271,8 +161,8 @@ def read_comparison_frame(directory: str | Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         header = list(pd.read_csv(path, nrows=0).columns)
         text = {c: "str" for c in header if c not in COMPARISON_FIXED or c == "run_dir"}
-        frame = pd.read_csv(path, dtype=text, keep_default_na=False, na_values={
-            c: ["", "nan", "NaN", "null"] for c in header if c not in text})
+        frame = pd.read_csv(path, dtype=text, keep_default_na=False,
+                            na_values={c: list(CSV_NA_VALUES) for c in header if c not in text})
     else:
         frame = pd.read_parquet(path)
     missing = [c for c in COMPARISON_FIXED if c not in frame.columns]
@@ -284,3 +174,46 @@ def read_comparison_frame(directory: str | Path) -> pd.DataFrame:
     meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     frame.attrs.update(varied=varied, out=str(root), meta=meta)
     return frame
+
+
+@dataclass
+class Comparison:
+    """A comparison file: ``frame`` (its rows), the ``varied`` key columns, ``meta`` from ``comparison.json``.
+
+    The metric columns of ``frame`` are float64 (NaN where undefined).
+    """
+
+    root: Path
+    frame: pd.DataFrame
+    varied: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def cells(self) -> list[tuple[str, ...]]:
+        """Distinct varied-value tuples in order of first appearance."""
+        if not self.varied:
+            return [()] if len(self.frame) else []
+        unique = self.frame[self.varied].drop_duplicates()
+        return [tuple(str(v) for v in row) for row in unique.itertuples(index=False)]
+
+    def rows_of(self, cell: tuple[str, ...]) -> pd.DataFrame:
+        """The rows of one cell (its repeats), in file order."""
+        if not self.varied:
+            return self.frame
+        mask = (self.frame[self.varied] == pd.Series(cell, index=self.varied)).all(axis=1)
+        return self.frame[mask]
+
+    def run_dir(self, relative: str) -> Path:
+        """Absolute run directory of a ``run_dir`` value (stored relative to the comparison directory)."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+
+def read_comparison(directory: str | Path) -> Comparison:
+    """Read ``comparison.parquet`` (or ``.csv``) and ``comparison.json`` from ``directory``."""
+    frame = read_comparison_frame(directory)
+    frame = frame.astype({name: "float64" for name in COMPARISON_METRICS})
+    return Comparison(root=Path(directory), frame=frame, varied=list(frame.attrs["varied"]),
+                      meta=dict(frame.attrs["meta"]))

@@ -23,11 +23,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after selecting the backend
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from analysis.io import Table, as_float, is_comparison_dir, is_run_dir, read_comparison, read_scenario, read_trace  # noqa: E402
+from analysis.io import as_float, is_comparison_dir, is_run_dir, read_comparison, read_scenario, read_trace  # noqa: E402
 from analysis.table import short_key  # noqa: E402
 
 FIGSIZE = (8.0, 5.0)
@@ -56,9 +57,10 @@ def collect_series(paths: Sequence[str | Path], each_run: bool = False) -> list[
                 label = ", ".join(f"{short_key(k)}={v}" for k, v in zip(comp.varied, cell)) or path.name
                 rows = comp.rows_of(cell)
                 if each_run:
-                    series += [Series(f"{label} rep{int(comp.table['repeat'][r])}", (comp.run_dir(r),)) for r in rows]
+                    series += [Series(f"{label} rep{int(row.repeat)}", (comp.run_dir(row.run_dir),))
+                               for row in rows.itertuples()]
                 else:
-                    series.append(Series(label, tuple(comp.run_dir(r) for r in rows)))
+                    series.append(Series(label, tuple(comp.run_dir(d) for d in rows["run_dir"])))
         elif is_run_dir(path):
             series.append(Series(path.resolve().name or str(path), (path,)))
         else:
@@ -67,25 +69,27 @@ def collect_series(paths: Sequence[str | Path], each_run: bool = False) -> list[
     return [Series(f"{s.label} ({s.runs[0]})", s.runs) if labels.count(s.label) > 1 else s for s in series]
 
 
-def mean_rounds(runs: Sequence[Path]) -> Table:
-    """Round-by-round mean over runs of ``end_s``, ``accuracy``, cumulative energy and bytes."""
-    tables = [read_trace(run, "rounds") for run in runs]
-    width = max((len(t["round"]) for t in tables), default=0)
-    names = ("end_s", "accuracy", "energy_j", "uplink_bytes", "downlink_bytes")
-    stacked = {name: np.full((len(tables), width), np.nan) for name in names}
-    for i, t in enumerate(tables):
-        order = np.argsort(np.asarray(t["round"]), kind="stable")
-        for name in names:
-            stacked[name][i, : len(order)] = np.asarray(t[name], dtype=float)[order]
-    stacked["cum_energy_j"] = np.cumsum(stacked["energy_j"], axis=1)
-    out: Table = {"round": np.arange(width)}
-    with np.errstate(all="ignore"):
-        for name, values in stacked.items():
-            finite = np.isfinite(values)
-            total = np.where(finite, values, 0.0).sum(axis=0)
-            counts = finite.sum(axis=0)
-            out[name] = np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
-    return out
+def mean_rounds(runs: Sequence[Path]) -> pd.DataFrame:
+    """Round-by-round mean over runs of ``end_s``, ``accuracy``, cumulative energy and bytes.
+
+    Rounds are aligned by position (each run's rounds sorted by ``round``); a round's
+    mean is over the runs that reached it and have a finite value there. Columns:
+    ``round`` (0, 1, ...), ``end_s``, ``accuracy``, ``energy_j``, ``uplink_bytes``,
+    ``downlink_bytes``, ``cum_energy_j`` (each run's running total, then averaged).
+    """
+    names = ["end_s", "accuracy", "energy_j", "uplink_bytes", "downlink_bytes"]
+    frames = []
+    for run in runs:
+        rounds = read_trace(run, "rounds").sort_values("round", kind="stable")
+        own = rounds[names].astype("float64").reset_index(drop=True)
+        own["cum_energy_j"] = own["energy_j"].cumsum(skipna=False)
+        frames.append(own)
+    if not frames:
+        return pd.DataFrame({"round": np.arange(0), **{n: [] for n in [*names, "cum_energy_j"]}})
+    stacked = pd.concat(frames).replace([np.inf, -np.inf], np.nan)
+    mean = stacked.groupby(level=0).mean()
+    mean.insert(0, "round", mean.index.to_numpy())
+    return mean.reset_index(drop=True)
 
 
 def run_name(run: Path) -> str:
@@ -134,7 +138,7 @@ def plot_accuracy_vs_time(series: Sequence[Series], path: Path) -> Path:
     fig, ax = _figure()
     for s in series:
         m = mean_rounds(s.runs)
-        _line(ax, m["end_s"], 100 * m["accuracy"], s.label)
+        _line(ax, m["end_s"].to_numpy(), 100 * m["accuracy"].to_numpy(), s.label)
     ax.set(xlabel="simulated time [s]", ylabel="accuracy [%]", title="accuracy vs simulated time")
     return _finish(fig, ax, path, _NO_ACC)
 
@@ -144,7 +148,7 @@ def plot_accuracy_vs_rounds(series: Sequence[Series], path: Path) -> Path:
     fig, ax = _figure()
     for s in series:
         m = mean_rounds(s.runs)
-        _line(ax, m["round"].astype(float), 100 * m["accuracy"], s.label)
+        _line(ax, m["round"].to_numpy(float), 100 * m["accuracy"].to_numpy(), s.label)
     ax.set(xlabel="round [index]", ylabel="accuracy [%]", title="accuracy vs rounds")
     return _finish(fig, ax, path, _NO_ACC)
 
@@ -154,7 +158,7 @@ def plot_energy_vs_accuracy(series: Sequence[Series], path: Path) -> Path:
     fig, ax = _figure()
     for s in series:
         m = mean_rounds(s.runs)
-        _line(ax, 100 * m["accuracy"], m["cum_energy_j"], s.label)
+        _line(ax, 100 * m["accuracy"].to_numpy(), m["cum_energy_j"].to_numpy(), s.label)
     ax.set(xlabel="accuracy [%]", ylabel="cumulative energy, all devices [J]", title="energy spent vs accuracy")
     return _finish(fig, ax, path, _NO_ACC)
 
@@ -163,8 +167,8 @@ def plot_energy_cdf(series: Sequence[Series], path: Path) -> Path:
     """Empirical CDF of per-device total energy (devices of all runs of a series pooled)."""
     fig, ax = _figure()
     for s in series:
-        energy = np.concatenate([np.asarray(read_trace(r, "devices")["energy_j"], dtype=float) for r in s.runs])
-        energy = np.sort(energy[np.isfinite(energy)])
+        pooled = pd.concat([read_trace(r, "devices")["energy_j"].astype("float64") for r in s.runs])
+        energy = np.sort(pooled[np.isfinite(pooled)].to_numpy())
         if energy.size:
             ax.step(energy, np.arange(1, energy.size + 1) / energy.size, where="post", label=s.label)
     ax.set(xlabel="per-device total energy [J]", ylabel="fraction of devices [-]", title="per-device energy CDF",
@@ -179,30 +183,29 @@ def plot_bytes_per_round(series: Sequence[Series], path: Path) -> Path:
     for i, s in enumerate(series):
         m = mean_rounds(s.runs)
         color = colors[i % len(colors)]
-        x = m["round"].astype(float)
-        _line(ax, x, m["uplink_bytes"] / 1e6, f"{s.label} uplink", color=color)
-        _line(ax, x, m["downlink_bytes"] / 1e6, f"{s.label} downlink", color=color, linestyle="--",
+        x = m["round"].to_numpy(float)
+        _line(ax, x, m["uplink_bytes"].to_numpy() / 1e6, f"{s.label} uplink", color=color)
+        _line(ax, x, m["downlink_bytes"].to_numpy() / 1e6, f"{s.label} downlink", color=color, linestyle="--",
               marker="s", markersize=6, markerfacecolor="none")
     ax.set(xlabel="round [index]", ylabel="bytes per round [MB]", title="uplink / downlink bytes per round")
     return _finish(fig, ax, path)
 
 
-def phase_intervals(events: Table, round_index: int) -> list[tuple[int, str, float, float]]:
+def phase_intervals(events: pd.DataFrame, round_index: int) -> list[tuple[int, str, float, float]]:
     """``(device, phase, start_s, end_s)`` of round ``round_index``: ``*_end`` time minus its duration."""
-    kinds = np.asarray(events["kind"])
-    in_round = np.asarray(events["round"]) == round_index
+    in_round = events[events["round"] == round_index]
     out: list[tuple[int, str, float, float]] = []
     for kind, label, _color in PHASES:
-        pick = in_round & (kinds == kind)
-        for end, dur, dev in zip(events["time_s"][pick], events["duration_s"][pick], events["device"][pick]):
-            out.append((int(dev), label, float(end) - float(dur), float(end)))
+        ends = in_round[in_round["kind"] == kind]
+        out += [(int(dev), label, float(end) - float(dur), float(end))
+                for end, dur, dev in zip(ends["time_s"], ends["duration_s"], ends["device"])]
     return out
 
 
 def plot_timeline(run: Path, path: Path, round_index: int = 0) -> Path:
     """Per-device download/compute/upload bars of one round (see :func:`phase_intervals`)."""
     events = read_trace(run, "events")
-    present = sorted({int(r) for r in np.asarray(events["round"])})
+    present = sorted(int(r) for r in events["round"].unique())
     if round_index not in present:
         span = f"{present[0]}..{present[-1]}" if present else "none"
         raise ValueError(f"--round {round_index}: not in {run} (rounds {span})")
@@ -213,13 +216,12 @@ def plot_timeline(run: Path, path: Path, round_index: int = 0) -> Path:
     color = {label: c for _kind, label, c in PHASES}
     for dev, label, start, end in intervals:
         ax.broken_barh([(start, end - start)], (row[dev] - 0.35, 0.7), facecolors=color[label])
-    kinds = np.asarray(events["kind"])
-    in_round = np.asarray(events["round"]) == round_index
+    in_round = events[(events["round"] == round_index) & events["device"].isin(devices)]
     for kind, marker in (("straggler", "x"), ("dropout", "v")):
-        pick = in_round & (kinds == kind) & np.isin(np.asarray(events["device"]), devices)
-        if pick.any():
-            ys = [row[int(d)] for d in events["device"][pick]]
-            ax.scatter(events["time_s"][pick].astype(float), ys, marker=marker, color="red", zorder=3, label=kind)
+        marked = in_round[in_round["kind"] == kind]
+        if len(marked):
+            ys = [row[int(d)] for d in marked["device"]]
+            ax.scatter(marked["time_s"].to_numpy(float), ys, marker=marker, color="red", zorder=3, label=kind)
     extra, _labels = ax.get_legend_handles_labels()
     ax.set_yticks(range(len(devices)), [str(d) for d in devices])
     ax.set(xlabel="simulated time [s]", ylabel="device [id]", title=f"round {round_index} timeline: {run_name(run)}")
@@ -248,8 +250,8 @@ def plot_map(run: Path, path: Path) -> Path:
         ax.set_ylim(-0.05 * height, 1.05 * height)
     cells = scenario.get("cells") or []
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    cell_of = np.asarray(devices["cell"]).astype(int)
-    x, y = np.asarray(devices["x_m"], dtype=float), np.asarray(devices["y_m"], dtype=float)
+    cell_of = devices["cell"].to_numpy(int)
+    x, y = devices["x_m"].to_numpy(float), devices["y_m"].to_numpy(float)
     for i, cell in enumerate(cells):
         color = colors[i % len(colors)]
         ax.scatter([as_float(cell.get("x_m"))], [as_float(cell.get("y_m"))], marker="^", s=160, color=color,

@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from analysis.io import as_float, read_summary, read_trace
 from analysis.table import render
 
@@ -48,7 +46,7 @@ def run_figures(label: str, run_dir: str | Path) -> RunFigures:
     """Read one run directory's summary and rounds table."""
     summary = read_summary(run_dir)
     rounds = read_trace(run_dir, "rounds")
-    updates = float(np.sum(rounds["completed"]))
+    updates = float(rounds["completed"].sum())
     density = as_float(summary.get("final_ffl_density"))
     mean_density = as_float(summary.get("mean_ffl_density"))
     return RunFigures(
@@ -56,8 +54,8 @@ def run_figures(label: str, run_dir: str | Path) -> RunFigures:
         algorithm=str(summary.get("algorithm", "?")),
         accuracy=as_float(summary.get("final_accuracy")),
         global_accuracy=as_float(summary.get("final_global_accuracy")),
-        uplink_per_update_bytes=float(np.sum(rounds["uplink_bytes"])) / updates if updates else math.nan,
-        downlink_per_update_bytes=float(np.sum(rounds["downlink_bytes"])) / updates if updates else math.nan,
+        uplink_per_update_bytes=float(rounds["uplink_bytes"].sum()) / updates if updates else math.nan,
+        downlink_per_update_bytes=float(rounds["downlink_bytes"].sum()) / updates if updates else math.nan,
         ffl_sparsity=1.0 - density if math.isfinite(density) else math.nan,
         mean_ffl_sparsity=1.0 - mean_density if math.isfinite(mean_density) else math.nan,
         threshold_resets=as_float(summary.get("threshold_resets")),

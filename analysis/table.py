@@ -3,9 +3,10 @@
 Everything here works on a :class:`analysis.io.Comparison` (a comparison file read back
 from disk), so ``cosim compare`` and ``python -m analysis table`` print the same numbers.
 
-- :func:`aggregate` — per grid cell: number of repeats, mean, sample std (ddof=1; NaN
-  for one repeat) and count of finite values of every metric (NaN values, e.g. a
-  ``time_to_target_s`` never reached, are left out of mean and std).
+- :func:`aggregate` — per grid cell (a pandas group-by over the varied keys): number
+  of repeats, mean, sample std (ddof=1; NaN for one repeat, exactly 0 when every
+  repeat has the same value) and count of finite values of every metric (NaN values,
+  e.g. a ``time_to_target_s`` never reached, are left out of mean and std).
 - :func:`baseline_refs` — for every cell, the cell it is compared with: the cell whose
   values equal the ``--baseline`` assignment on the keys it names and equal this cell's
   own values on the other keys (so ``--baseline learning.algorithm=fedavg`` compares
@@ -20,21 +21,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from analysis.io import COMPARISON_METRICS, Comparison, Table
+from analysis.io import COMPARISON_METRICS, Comparison
 
 ALGORITHM_KEYS = ("learning.algorithm.name", "learning.algorithm")
 
 
-def time_to_target_s(rounds: Table, target: float) -> float:
-    """Simulated time at the end of the first round whose ``accuracy`` ≥ ``target``; NaN if none."""
-    accuracy = np.asarray(rounds["accuracy"], dtype=float)
-    end_s = np.asarray(rounds["end_s"], dtype=float)
-    order = np.argsort(np.asarray(rounds["round"]), kind="stable")
-    reached = np.flatnonzero(accuracy[order] >= target)  # NaN compares False
-    return float(end_s[order][reached[0]]) if reached.size else math.nan
+def time_to_target_s(rounds: pd.DataFrame | Mapping[str, Any], target: float) -> float:
+    """Simulated time at the end of the first round whose ``accuracy`` ≥ ``target``; NaN if none.
+
+    ``rounds`` is a run's rounds table (``round``, ``end_s``, ``accuracy`` columns).
+    """
+    frame = pd.DataFrame(rounds)[["round", "end_s", "accuracy"]].sort_values("round", kind="stable")
+    reached = frame[frame["accuracy"].astype(float) >= target]  # NaN compares False
+    return float(reached["end_s"].iloc[0]) if len(reached) else math.nan
 
 
 @dataclass(frozen=True)
@@ -50,19 +54,24 @@ class CellStats:
 
 def aggregate(comparison: Comparison, metrics: Sequence[str] = COMPARISON_METRICS) -> list[CellStats]:
     """Mean, sample std and finite count of each metric per cell, cells in file order."""
+    frame = comparison.frame
+    values = frame[list(metrics)].astype("float64").replace([np.inf, -np.inf], np.nan)
+    keys = [frame[k] for k in comparison.varied] or [pd.Series(0, index=frame.index)]
+    grouped = values.groupby(keys, sort=False)
+    n = grouped.size()
+    mean, std, count = grouped.mean(), grouped.std(ddof=1), grouped.count()
+    constant = (count > 1) & (grouped.max() == grouped.min())
+    std = std.mask(constant, 0.0)  # identical repeats: 0, not the rounding noise of the mean
     stats: list[CellStats] = []
     for cell in comparison.cells():
-        rows = comparison.rows_of(cell)
-        mean: dict[str, float] = {}
-        std: dict[str, float] = {}
-        count: dict[str, int] = {}
-        for metric in metrics:
-            values = np.asarray(comparison.table[metric][rows], dtype=float)
-            finite = values[np.isfinite(values)]
-            count[metric] = int(finite.size)
-            mean[metric] = float(finite.mean()) if finite.size else math.nan
-            std[metric] = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
-        stats.append(CellStats(values=cell, n=len(rows), mean=mean, std=std, count=count))
+        at = cell if len(cell) > 1 else (cell[0] if cell else 0)
+        stats.append(CellStats(
+            values=cell,
+            n=int(n.loc[at]),
+            mean={m: float(mean.loc[at, m]) for m in metrics},
+            std={m: float(std.loc[at, m]) for m in metrics},
+            count={m: int(count.loc[at, m]) for m in metrics},
+        ))
     return stats
 
 
@@ -129,6 +138,17 @@ def fmt_number(value: float) -> str:
     return f"{value:.4g}"
 
 
+#: A spread below this fraction of the mean is rounding noise (repeats agreeing to ~12 digits) and prints as 0.
+NOISE_RELATIVE = 1e-12
+
+
+def fmt_spread(std: float, mean: float) -> str:
+    """The ``± std`` text of a mean: ``0`` when the spread is rounding noise (see :data:`NOISE_RELATIVE`)."""
+    if math.isfinite(std) and math.isfinite(mean) and abs(std) <= NOISE_RELATIVE * abs(mean):
+        return "0"
+    return fmt_number(std)
+
+
 def render(headers: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "text") -> str:
     """Aligned plain-text table (``text``) or a GitHub pipe table (``markdown``)."""
     if fmt not in ("text", "markdown"):
@@ -157,7 +177,7 @@ def format_cells(comparison: Comparison, baseline: Mapping[str, str] | None = No
         for m in COMPARISON_METRICS:
             text = fmt_number(s.mean[m])
             if math.isfinite(s.std[m]):
-                text += f" ± {fmt_number(s.std[m])}"
+                text += f" ± {fmt_spread(s.std[m], s.mean[m])}"
             if s.count[m] < s.n:
                 text += f" [{s.count[m]}/{s.n}]"
             cells.append(text)

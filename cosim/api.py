@@ -188,7 +188,7 @@ class Run:
     """A run directory, read lazily: trace tables as pandas DataFrames, summary, scenario.
 
     - ``events``, ``rounds``, ``devices``: typed DataFrames (``events.kind`` and
-      ``devices.profile`` are categoricals; see :func:`analysis.io.read_trace_frame`);
+      ``devices.profile`` are categoricals; see :func:`analysis.io.read_trace`);
     - ``summary``: ``summary.json`` as a dict (empty for an unfinished run);
     - ``scenario``: the resolved, validated :class:`~cosim.scenario.Scenario`;
     - ``manifest``: ``manifest.json`` (versions, seed, command, wall-clock times).
@@ -201,9 +201,9 @@ class Run:
         self.path = Path(self.path)
 
     def _table(self, name: str) -> pd.DataFrame:
-        from analysis.io import read_trace_frame
+        from analysis.io import read_trace
 
-        return read_trace_frame(self.path, name)
+        return read_trace(self.path, name)
 
     @cached_property
     def events(self) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ import pytest
 from analysis.__main__ import main as analysis_main
 from analysis.io import TRACE_TABLES, read_comparison, read_trace
 from analysis.plots import DPI, FIGSIZE, PLOTS, collect_series, mean_rounds, phase_intervals, plot_all
-from analysis.table import aggregate, baseline_refs, claims, format_claims, time_to_target_s
+from analysis.table import aggregate, baseline_refs, claims, format_cells, format_claims, time_to_target_s
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "scenarios" / "smoke.yaml"
@@ -61,13 +62,12 @@ def test_figure_constants_match_expected_pixels() -> None:
 def test_csv_traces_read_like_parquet(run_dir: Path, csv_only: Path) -> None:
     for name in TRACE_TABLES:
         parquet, csv = read_trace(run_dir, name), read_trace(csv_only, name)
-        assert list(parquet) == list(csv)
-        for column in parquet:
-            a, b = parquet[column], csv[column]
-            if a.dtype == object:
-                assert list(a) == list(b), (name, column)
-            else:
-                np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-12, equal_nan=True)
+        pd.testing.assert_frame_equal(parquet, csv, check_exact=True)  # same dtypes, same values
+        assert not (parquet.dtypes == object).any(), name
+    events = read_trace(run_dir, "events")
+    assert isinstance(events["kind"].dtype, pd.CategoricalDtype)
+    assert [str(t) for t in events.dtypes] == ["float64", "int64", "int64", "int64", "category", "int64", "float64",
+                                               "float64", "float64", "str"]
     rounds = read_trace(csv_only, "rounds")
     assert np.isfinite(rounds["accuracy"]).all()  # trained run: every round evaluated
 
@@ -198,3 +198,20 @@ def test_analysis_does_not_import_the_engine() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_identical_repeats_print_zero_spread_not_float_noise(tmp_path: Path) -> None:
+    """Identical repeats printed e.g. ``0.1 ± 1.7e-17`` (numpy's std around a rounded mean); now ``± 0``."""
+    assert np.array([0.1] * 3).std(ddof=1) > 0  # the noise the table used to print
+    rows = [{"fl.selection": "random", "repeat": k, "seed": k, "run_dir": f"cells/random/rep{k}",
+             "final_accuracy": 0.1, "sim_time_s": 1.0 + k * 2e-16, "time_to_target_s": math.nan,
+             "energy_j": 10.0 + k, "uplink_bytes": 5, "downlink_bytes": 5, "rounds": 3} for k in range(3)]
+    (tmp_path / "c").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c" / "comparison.parquet")
+    comp = read_comparison(tmp_path / "c")
+    (stats,) = aggregate(comp)
+    assert stats.std["final_accuracy"] == 0.0 and stats.std["energy_j"] == pytest.approx(1.0)
+    line = format_cells(comp).splitlines()[3]
+    assert "0.1 ± 0 " in line and "e-1" not in line
+    assert "1 ± 0 " in line  # sim_time_s differs in the 16th digit only: noise, printed as 0
+    assert "11 ± 1 " in line
