@@ -159,6 +159,7 @@ class TraceRecorder:
         self._events: dict[str, list[Any]] = {field.name: [] for field in EVENT_SCHEMA}
         self._rounds = _FreeTable("rounds")
         self._devices = _FreeTable("devices")
+        self._updates = _FreeTable("updates")  # non-sync server modes: one row per applied update
 
     def event(
         self,
@@ -194,6 +195,14 @@ class TraceRecorder:
         """Append one row to ``devices`` (same keys as the first row)."""
         self._devices.append(fields)
 
+    def update_row(self, **fields: Any) -> None:
+        """Append one row to ``updates`` (written only when it has rows)."""
+        self._updates.append(fields)
+
+    def update_values(self, column: str) -> list[Any]:
+        """The values of one ``updates`` column so far."""
+        return list(self._updates.columns.get(column, []))
+
     def round_values(self, column: str) -> list[Any]:
         """The values of one ``rounds`` column so far (empty before the first round)."""
         return list(self._rounds.columns.get(column, []))
@@ -209,8 +218,11 @@ class TraceRecorder:
         return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
     def tables(self) -> dict[str, pa.Table]:
-        """All three tables by name (``events``, ``rounds``, ``devices``)."""
-        return {"events": self.events_table(), "rounds": self._rounds.table(), "devices": self._devices.table()}
+        """The tables by name: ``events``, ``rounds``, ``devices``, and ``updates`` when it has rows."""
+        tables = {"events": self.events_table(), "rounds": self._rounds.table(), "devices": self._devices.table()}
+        if len(self._updates):
+            tables["updates"] = self._updates.table()
+        return tables
 
     def state(self) -> dict[str, Any]:
         """A deep, picklable copy of every recorded row (for checkpoints)."""
@@ -218,6 +230,7 @@ class TraceRecorder:
             "events": {key: list(values) for key, values in self._events.items()},
             "rounds": {key: list(values) for key, values in self._rounds.columns.items()},
             "devices": {key: list(values) for key, values in self._devices.columns.items()},
+            "updates": {key: list(values) for key, values in self._updates.columns.items()},
         }
 
     @classmethod
@@ -229,6 +242,7 @@ class TraceRecorder:
         recorder._events = {name: list(state["events"][name]) for name in EVENT_SCHEMA.names}
         recorder._rounds.columns = {key: list(values) for key, values in state["rounds"].items()}
         recorder._devices.columns = {key: list(values) for key, values in state["devices"].items()}
+        recorder._updates.columns = {key: list(values) for key, values in state.get("updates", {}).items()}
         return recorder
 
     def write(self, out_dir: str | Path, formats: Iterable[str] = ("parquet",)) -> list[Path]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.algorithms import ALGORITHMS, make_algorithm
+from learning.algorithms.base import StaleUpdate
 from learning.data import build_federated_data, load_dataset, validation_size
 from learning.execution import make_executor
 
@@ -29,6 +30,7 @@ class RoundWork:
     flops: int
     uplink_bytes: int
     result: object | None  # the LocalResult in train mode
+    sent: object | None = None  # the downlink Payload it trains from (non-sync modes, train mode)
 
 
 class LearningSide:
@@ -99,12 +101,14 @@ class LearningSide:
         """The seed of one device's local update in one round (independent streams)."""
         return int(np.random.SeedSequence(self.seed, spawn_key=(7, round_idx, device)).generate_state(1)[0])
 
-    def prepare_round(self, round_idx: int, devices: np.ndarray) -> dict[int, RoundWork]:
+    def prepare_round(self, round_idx: int, devices: np.ndarray, keep_sent: bool = False) -> dict[int, RoundWork]:
         """Downlink payloads and local updates of the selected devices.
 
         Local updates are pure functions of (device state, payload, seed), all known when
         the round starts, so they run here as one batch on the executor; the engine then
-        plays out their simulated download, compute and upload.
+        plays out their simulated download, compute and upload. In the non-sync modes
+        `round_idx` is the server model version the devices start from, and `keep_sent`
+        keeps each downlink payload for `apply_stale`.
         """
         if self.mode != "train":
             flops = self.expected_flops()
@@ -115,9 +119,9 @@ class LearningSide:
             }
         t0 = time.perf_counter()
         tasks = []
-        downlink_bytes = {}
+        downlink_bytes, payloads = {}, {}
         for d in map(int, devices):
-            payload = self.algorithm.downlink(d, round_idx)
+            payload = payloads[d] = self.algorithm.downlink(d, round_idx)
             downlink_bytes[d] = payload.wire_bytes if payload is not None else 0
             tasks.append((d, self.algorithm.device_state(d), payload, self.training_seed(round_idx, d)))
         results = self.executor.run(self.client, tasks)
@@ -125,6 +129,8 @@ class LearningSide:
         for (d, *_), result in zip(tasks, results):
             uplink = result.uplink.wire_bytes if result.uplink is not None else 0
             work[d] = RoundWork(downlink_bytes[d], int(result.flops), uplink, result)
+            if keep_sent:
+                work[d].sent = payloads[d]
         self.learning_wall_s += time.perf_counter() - t0
         return work
 
@@ -138,6 +144,20 @@ class LearningSide:
         if aggregate and self.communicates and arrived:
             uplinks = {d: (w.result.uplink, int(w.result.samples)) for d, w in arrived.items()}
             self.algorithm.aggregate(uplinks, round_idx)
+        self.learning_wall_s += time.perf_counter() - t0
+
+    def apply_stale(self, updates: list[tuple[int, RoundWork, int, float]], rule: str, server_lr: float) -> None:
+        """Commit and apply arrived updates, each (device, work, staleness, weight), with the
+        algorithm's stale-update `rule` ("mix" or "delta", see `Algorithm.apply_updates`)."""
+        if self.mode != "train" or not updates:
+            return
+        t0 = time.perf_counter()
+        for _, work, _, _ in updates:
+            self.algorithm.commit(work.result)
+        if self.communicates:
+            self.algorithm.apply_updates(
+                [StaleUpdate(d, w.result.uplink, w.sent, int(w.result.samples), tau, weight)
+                 for d, w, tau, weight in updates], rule, server_lr)
         self.learning_wall_s += time.perf_counter() - t0
 
     def evaluate(self):

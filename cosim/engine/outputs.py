@@ -62,6 +62,22 @@ def summary(sim) -> dict:
         "devices_alive": int(fleet.alive.sum()),
         "handovers": int(sim.handovers),
         "events": int(sim.trace.num_events),
+        **_mode_summary(sim),
+    }
+
+
+def _mode_summary(sim) -> dict:
+    """Server-mode facts of the non-sync modes (absent in sync mode, whose staleness is 0)."""
+    server = sim.server_mode
+    if server is None:
+        return {}
+    taus = server.staleness
+    return {
+        "fl_mode": sim.scenario.fl.mode,
+        "updates_applied": len(taus),
+        "model_versions": int(server.version),
+        "mean_staleness": float(np.mean(taus)) if taus else None,
+        "max_staleness": int(max(taus)) if taus else None,
     }
 
 

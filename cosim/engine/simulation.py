@@ -26,6 +26,7 @@ from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
 from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
+from cosim.engine.server_modes import AsyncServer
 from cosim.engine.timing import At as _At
 from cosim.engine.world import World
 from cosim.trace import TraceRecorder
@@ -110,6 +111,7 @@ class Simulation:
         self._tick_index = 0
         self.in_flight: dict[int, simpy.Process] = {}  # device -> its running update
         self.availability_changed = self.env.event()  # fires (and is replaced) at every transition
+        self.server_mode: AsyncServer | None = None  # the non-sync modes' server
         if checkpoint is not None:
             self._restore(checkpoint)
         allocator = ALLOCATORS[fl.allocator]
@@ -398,12 +400,20 @@ class Simulation:
         headline = result.mean_accuracy if self.learning.personalized else result.global_accuracy
         return headline, result.global_accuracy, result.val_accuracy
 
+    def new_round_state(self) -> _RoundState:
+        """Empty book-keeping for the device processes of a round (or one async update)."""
+        return _RoundState()
+
     def run(self) -> None:
         """Play the whole scenario out in simulated time."""
         self.env.process(self._world_process())
         if self.availability.model != "always":
             self.env.process(self._availability_process())
-        server = self.env.process(self._server_process())
+        if self.scenario.fl.mode == "sync":
+            server = self.env.process(self._server_process())
+        else:
+            self.server_mode = AsyncServer(self)
+            server = self.env.process(self.server_mode.process())
         try:
             self.env.run(until=server)
         finally:

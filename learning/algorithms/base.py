@@ -34,7 +34,12 @@ __all__ = [
     "COMMON_PARAMS",
     "mean_finite",
     "model_payload_bytes",
+    "StaleUpdate",
+    "STALE_RULES",
 ]
+
+#: How ``Algorithm.apply_updates`` folds weighted updates into the server state.
+STALE_RULES = ("mix", "delta")
 
 #: hyper-parameters shared by every algorithm, with their defaults (see ``TrainParams``).
 COMMON_PARAMS: dict[str, Any] = asdict(TrainParams())
@@ -59,6 +64,27 @@ class LocalResult:
     flops: int
     samples: int
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StaleUpdate:
+    """One arrived update, computed from a server state that may have moved on since.
+
+    Attributes:
+        device: device index.
+        uplink: what the device sent.
+        sent: the downlink payload it trained from (the server state of ``version_sent``).
+        samples: the device's training samples.
+        staleness: server versions applied between sending and applying (τ >= 0).
+        weight: w >= 0, chosen by the server mode (e.g. mixing·s(τ), or n_i·s(τ)/Σn).
+    """
+
+    device: int
+    uplink: Payload
+    sent: Payload | None
+    samples: int
+    staleness: int
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -162,6 +188,8 @@ class Algorithm(ABC):
     name: ClassVar[str]
     communicates: ClassVar[bool]
     personalized: ClassVar[bool]
+    #: whether ``apply_updates`` is implemented (the non-sync server modes need it).
+    stale_updates: ClassVar[bool] = False
     #: algorithm-specific hyper-parameters and their defaults (added to ``COMMON_PARAMS``).
     extra_params: ClassVar[dict[str, Any]] = {}
 
@@ -244,6 +272,20 @@ class Algorithm(ABC):
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
         """Fold the arrived uplinks (device -> (payload, samples)) into the server state."""
         return None
+
+    def apply_updates(self, updates: Sequence[StaleUpdate], rule: str, server_lr: float = 1.0) -> None:
+        """Fold updates computed from possibly older server states into the server state.
+
+        The asynchronous server modes call this instead of ``aggregate`` (which stays the
+        synchronous round's rule). With x the server state, y_i the uplinked state, x_i
+        the state the device received and w_i its weight:
+
+        - ``"mix"`` (FedAsync, Xie et al. 2019): x ← (1 − Σ w_i) x + Σ w_i y_i;
+        - ``"delta"`` (FedBuff, Nguyen et al. 2022): x ← x + η Σ w_i (y_i − x_i), η = ``server_lr``.
+
+        Algorithms that define no such rule keep ``stale_updates = False`` and raise.
+        """
+        raise NotImplementedError(f"{self.name} has no stale-update rule: it runs only in fl.mode sync")
 
     def device_model(self, device: int) -> nn.Module:
         """The model ``device`` holds now (personalized algorithms); a device that never took

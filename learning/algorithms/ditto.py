@@ -55,6 +55,7 @@ class Ditto(FedAvg):
     """FedAvg global model + per-device personal models pulled towards it (parameter ``lam``)."""
 
     name: ClassVar[str] = "ditto"
+    stale_updates: ClassVar[bool] = False  # not yet checked in the asynchronous server modes
     personalized: ClassVar[bool] = True
     extra_params: ClassVar[dict[str, Any]] = {"lam": 0.1}
 

@@ -19,7 +19,9 @@ from learning.algorithms.base import (
     Client,
     CostModel,
     EvalResult,
+    STALE_RULES,
     LocalResult,
+    StaleUpdate,
     model_payload_bytes,
 )
 from learning.algorithms.training import TrainParams, TrainStats, clone_state, derive_seed, evaluate_accuracy, train_local
@@ -76,12 +78,23 @@ class FedAvgClient(Client):
         )
 
 
+def _check_updates(updates: Sequence[StaleUpdate], rule: str) -> list[StaleUpdate]:
+    """The updates with positive weight; rejects an unknown rule or a negative weight."""
+    if rule not in STALE_RULES:
+        raise ValueError(f"stale-update rule {rule!r} is not one of {STALE_RULES}")
+    bad = [u.weight for u in updates if not u.weight >= 0]
+    if bad:
+        raise ValueError(f"stale-update weights must be >= 0, got {bad[0]}")
+    return [u for u in updates if u.weight > 0]
+
+
 class FedAvg(Algorithm):
     """Federated averaging of one global model (devices keep no state)."""
 
     name: ClassVar[str] = "fedavg"
     communicates: ClassVar[bool] = True
     personalized: ClassVar[bool] = False
+    stale_updates: ClassVar[bool] = True
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
         super().__init__(data, model_config, params, seed)
@@ -108,6 +121,48 @@ class FedAvg(Algorithm):
         if not items:
             return
         self.global_state = weighted_average([p.tensors for p, _ in items], [n for _, n in items])
+
+    def apply_updates(self, updates: Sequence[StaleUpdate], rule: str, server_lr: float = 1.0) -> None:
+        """FedAsync mixing or FedBuff deltas of whole models (see ``Algorithm.apply_updates``).
+
+        Accumulates in float64 in the order of ``weighted_average``: with one version sent
+        to everyone, weights n_i/Σn, η = 1 and rule ``delta`` the result is the FedAvg
+        average up to float64 round-off (below float32 resolution).
+        """
+        if not self.stale_updates:
+            super().apply_updates(updates, rule, server_lr)
+        items = sorted(_check_updates(updates, rule), key=lambda u: u.device)  # FedAvg's order
+        if not items:
+            return
+        if rule == "delta" and server_lr == 1.0 and self._is_fedavg_step(items):
+            # Every update started from the current model with weights n_i/Σn: the step
+            # x + Σ w_i (y_i − x) is the FedAvg average; computed as such, it is free of the
+            # round-off of x − x (FedBuff with K = concurrency and τ = 0 is FedAvg exactly).
+            self.global_state = weighted_average([u.uplink.tensors for u in items], [u.samples for u in items])
+            return
+        out: dict[str, torch.Tensor] = {}
+        for name, ref in self.global_state.items():
+            x = ref.to(torch.float64)
+            mixed = torch.zeros(ref.shape, dtype=torch.float64)
+            for u in items:
+                mixed += u.uplink.tensors[name].to(torch.float64) * float(u.weight)
+            if rule == "mix":
+                new = x * (1.0 - sum(float(u.weight) for u in items)) + mixed
+            else:
+                base = torch.zeros(ref.shape, dtype=torch.float64)
+                for u in items:
+                    base += u.sent.tensors[name].to(torch.float64) * float(u.weight)
+                new = x + float(server_lr) * (mixed - base)
+            out[name] = new.to(ref.dtype)
+        self.global_state = out
+
+    def _is_fedavg_step(self, items: Sequence[StaleUpdate]) -> bool:
+        """True when every update was sent the current state and w_i = n_i/Σn (Σw = 1)."""
+        if any(u.sent is None or any(u.sent.tensors.get(k) is not v for k, v in self.global_state.items())
+               for u in items):
+            return False
+        total_n = float(sum(u.samples for u in items))
+        return total_n > 0 and all(abs(u.weight - u.samples / total_n) <= 1e-12 for u in items)
 
     def global_model(self) -> torch.nn.Module:
         """The server's evaluation model holding the current global parameters."""

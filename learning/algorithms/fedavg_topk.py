@@ -84,6 +84,7 @@ class FedAvgTopK(FedAvg):
     """FedAvg whose uplink is the error-compensated top-k update (parameter ``k_fraction``)."""
 
     name: ClassVar[str] = "fedavg_topk"
+    stale_updates: ClassVar[bool] = False  # its aggregate is not FedAvg's: no stale-update rule
     extra_params: ClassVar[dict[str, Any]] = {"k_fraction": 0.01}
 
     @classmethod

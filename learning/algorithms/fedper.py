@@ -87,6 +87,7 @@ class FedPer(FedAvg):
     """FedAvg of everything but the classification head, which each device keeps."""
 
     name: ClassVar[str] = "fedper"
+    stale_updates: ClassVar[bool] = False  # its aggregate is not FedAvg's: no stale-update rule
     personalized: ClassVar[bool] = True
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:

@@ -68,6 +68,7 @@ class FedTP(FedAvg):
     """FedAvg of the non-SAL parameters + a hypernetwork for each device's SAL."""
 
     name: ClassVar[str] = "fedtp"
+    stale_updates: ClassVar[bool] = False  # its aggregate is not FedAvg's: no stale-update rule
     personalized: ClassVar[bool] = True
     extra_params: ClassVar[dict[str, Any]] = dict(FEDTP_HN_PARAMS)
 

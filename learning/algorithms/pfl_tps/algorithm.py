@@ -29,11 +29,11 @@ HN(ê_i) at the current φ for a device that has not taken part yet.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 
-from learning.algorithms.base import Algorithm, Client, CostModel
+from learning.algorithms.base import STALE_RULES, Algorithm, Client, CostModel, StaleUpdate
 from learning.algorithms.fedavg import weighted_average
 from learning.algorithms.pfl_tps.client import (
     PFLTPSClient,
@@ -61,6 +61,7 @@ class PFLTPS(Algorithm):
     name: ClassVar[str] = "pfl_tps"
     communicates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
+    stale_updates: ClassVar[bool] = True
     extra_params: ClassVar[dict[str, Any]] = {
         "pruning_enabled": True,
         "prune_lambda": 5e-3,
@@ -159,9 +160,14 @@ class PFLTPS(Algorithm):
         if self.hn is None or self.hn_opt is None:
             return
         total = float(sum(weights))
+        self._hn_step({device: (payload, n / total) for device, payload, n in items})
+
+    def _hn_step(self, uplinks: dict[int, tuple[Payload, float]]) -> None:
+        """One pFedHN step of φ from (payload, weight) per device; then ê_i ← e_i'."""
+        assert self.hn is not None and self.hn_opt is not None
         acc = [torch.zeros_like(p) for p in self.hn.parameters()]
         new_embeddings: dict[int, torch.Tensor] = {}
-        for device, payload, n in items:
+        for device, (payload, weight) in uplinks.items():
             e = self.server_embedding(device)
             if self.cfg.sal_update == "embedding":
                 e_new = payload.tensors["embedding"].detach().to(torch.float32)
@@ -173,7 +179,7 @@ class PFLTPS(Algorithm):
                 assert grad_e is not None
                 e_new = e - self.cfg.embedding_lr * grad_e
             for a, g in zip(acc, grads):
-                a.add_(g, alpha=n / total)
+                a.add_(g, alpha=weight)
             new_embeddings[device] = e_new.clone()
         for p, g in zip(self.hn.parameters(), acc):
             p.grad = g
@@ -181,6 +187,43 @@ class PFLTPS(Algorithm):
         self.hn_opt.step()
         self.hn_opt.zero_grad(set_to_none=True)
         self.embeddings.update(new_embeddings)
+
+    def apply_updates(self, updates: Sequence[StaleUpdate], rule: str, server_lr: float = 1.0) -> None:
+        """Stale thresholds and embeddings folded in (the asynchronous server modes).
+
+        Thresholds: a mean of device quantities, not a state the device trains from, so
+        both rules mix: t ← t + s Σ_i w_i (t_i − t), s = 1 (``mix``) or η (``delta``).
+        Hypernetwork: the pFedHN step of ``aggregate`` with the update weights normalised,
+        g = Σ_i (w_i/Σw) vjp(θ(ê_i), φ; −Δθ_i), where Δθ_i = J_i (e_i' − ê_i) uses J_i at
+        the *current* φ (the embedding is the stale quantity), clipped, then one SGD step
+        with learning rate hn_lr·s·Σw. With Σw = 1 and s = 1 this is ``aggregate``'s step.
+        """
+        if rule not in STALE_RULES:
+            raise ValueError(f"stale-update rule {rule!r} is not one of {STALE_RULES}")
+        items = [u for u in updates if u.weight > 0]
+        if any(not u.weight >= 0 for u in updates):
+            raise ValueError(f"stale-update weights must be >= 0, got {[u.weight for u in updates]}")
+        if not items:
+            return
+        scale = 1.0 if rule == "mix" else float(server_lr)
+        total_w = float(sum(u.weight for u in items))
+        if self.cfg.pruning_enabled:
+            for name, t in self.threshold_mean.items():
+                key = threshold_key(name)
+                step = sum(float(u.weight) * (u.uplink.tensors[key].to(torch.float64) - t.to(torch.float64))
+                           for u in items)
+                self.threshold_mean[name] = (t.to(torch.float64) + scale * step).to(t.dtype)
+        if self.hn is None or self.hn_opt is None:
+            return
+        uplinks = {u.device: (u.uplink, float(u.weight) / total_w) for u in items}
+        lr = [group["lr"] for group in self.hn_opt.param_groups]
+        for group in self.hn_opt.param_groups:
+            group["lr"] = group["lr"] * scale * total_w
+        try:
+            self._hn_step(uplinks)
+        finally:
+            for group, value in zip(self.hn_opt.param_groups, lr):
+                group["lr"] = value
 
     # ----------------------------------------------------------------- evaluation
     def device_model(self, device: int) -> torch.nn.Module:
