@@ -198,12 +198,14 @@ class AsyncServer:
         now = sim.env.now
         r = sim.rounds_done
         taus = [tau for _, tau in rs.applied]
-        accuracy, global_accuracy = sim._evaluate(r)
+        accuracy, global_accuracy, val_accuracy = sim._evaluate(r)
         results = [p.work.result for p, _ in rs.applied if p.work.result is not None]
 
         def mean_metric(name: str) -> float:
             values = [res.metrics[name] for res in results if name in res.metrics]
             return float(np.mean(values)) if values else float("nan")
+
+        resets = [res.metrics["threshold_resets"] for res in results if "threshold_resets" in res.metrics]
 
         energy_now = float(sim.fleet.total_energy_j().sum())
         sim.trace.round_row(
@@ -211,8 +213,11 @@ class AsyncServer:
             stragglers=rs.outcomes.count("late"), dropouts=rs.outcomes.count("dropout"),
             uplink_bytes=rs.uplink_bytes, downlink_bytes=rs.downlink_bytes, energy_j=energy_now - rs.energy_before_j,
             aggregated=rs.aggregations > 0, train_loss=mean_metric("train_loss"), ffl_density=mean_metric("ffl_density"),
+            ffl_density_mean=mean_metric("ffl_density_mean"),
+            threshold_resets=float(np.sum(resets)) if resets else float("nan"),
             accuracy=np.nan if accuracy is None else accuracy,
             global_accuracy=np.nan if global_accuracy is None else global_accuracy,
+            val_accuracy=np.nan if val_accuracy is None else val_accuracy,
             version=self.version, applied=len(taus),
             mean_staleness=float(np.mean(taus)) if taus else float("nan"), max_staleness=max(taus) if taus else -1,
         )
