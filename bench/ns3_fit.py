@@ -12,7 +12,7 @@ eNB at 43 dBm; UE noise figure 9 dB). S and I use the path loss stored with each
 
 The fit is a grid search minimising the worst |ln(T_model/T_ns3)| over the cases ns-3
 completes, with one access latency L shared by both directions (as ``LinkPreset``
-has); SINR_min is put midway between the highest SINR at which ns-3 never delivered
+has; the L minimising the sum of both directions' worst log errors); SINR_min is put midway between the highest SINR at which ns-3 never delivered
 and the lowest at which it did, so every ns-3 outage is an outage of the model.
 """
 
@@ -79,12 +79,20 @@ def _min_sinr(rows: list[dict]) -> tuple[float, float, float]:
     return lo, hi, mid
 
 
-def fit(ref: dict) -> dict:
-    """Grid-search fit; returns the parameters per direction and the worst ratio."""
+LTE_SE_MAX_BPS_HZ = 5.5547
+"""Efficiency of LTE CQI 15 (64QAM, 948/1024; TS 36.213 Table 7.2.3-1) [bit/s/Hz]."""
+
+
+def fit(ref: dict, free_se_max: bool = False) -> dict:
+    """Grid-search fit; returns the parameters per direction and the worst ratio.
+
+    SE_max is fixed at LTE's 64QAM cap unless ``free_se_max`` (SE_max and 1 − OH are
+    nearly interchangeable in the near-cell cases, so freeing both is ill-posed).
+    """
     links = case_links(ref)
     gaps = np.arange(0.0, 10.01, 0.25)
-    effs = np.arange(0.30, 1.001, 0.01)
-    se_maxs = np.arange(2.0, 7.41, 0.1)
+    effs = np.arange(0.30, 0.951, 0.01)  # OH >= 5 %: reference signals and control always cost something
+    se_maxs = np.arange(2.0, 7.41, 0.1) if free_se_max else np.array([LTE_SE_MAX_BPS_HZ])
     lats = np.arange(0.0, 0.0401, 0.001)
     best: dict = {}
     err_by_dir = {}
@@ -102,29 +110,29 @@ def fit(ref: dict) -> dict:
             t = lats[None, None, :, None] + air[:, None, None, :] / effs[None, :, None, None]  # (S, E, L, cases)
             err[gi] = np.abs(np.log(t / t_ref)).max(axis=-1)
         err_by_dir[direction] = err
-    # Shared latency: pick L minimising the worse of the two directions' best errors.
+    # Shared latency: the L minimising the sum of the two directions' best worst-case log errors.
     per_l = {d: e.reshape(-1, len(lats)).min(axis=0) for d, e in err_by_dir.items()}
-    li = int(np.argmin(np.maximum(per_l["ul"], per_l["dl"])))
+    li = int(np.argmin(per_l["ul"] + per_l["dl"]))
     for direction, err in err_by_dir.items():
         gi, si, ei = np.unravel_index(np.argmin(err[..., li]), err.shape[:3])
         lo, hi, mid = _min_sinr(links[direction])
-        best[direction] = {"snr_gap_db": float(gaps[gi]), "efficiency": float(effs[ei]), "overhead": float(1 - effs[ei]),
-                           "se_max": float(se_maxs[si]), "min_sinr_db": round(mid, 2), "min_sinr_bracket_db": (lo, hi),
+        best[direction] = {"snr_gap_db": float(gaps[gi]), "efficiency": float(effs[ei]),
+                           "overhead": round(float(1 - effs[ei]), 2), "se_max": float(se_maxs[si]), "min_sinr_db": round(mid, 2), "min_sinr_bracket_db": (lo, hi),
                            "worst_ratio": float(math.exp(err[gi, si, ei, li]))}
     best["access_latency_s"] = float(lats[li])
     best["links"] = links
     return best
 
 
-def fit_and_print(ref: dict) -> dict:
-    res = fit(ref)
+def fit_and_print(ref: dict, free_se_max: bool = False) -> dict:
+    res = fit(ref, free_se_max)
     print(f"\nfit of T = L + 8·bytes/(x·B·(1−OH)·min(log2(1+SINR/Γ), SE_max)) to ns-3 "
           f"(shared access latency L = {res['access_latency_s'] * 1e3:.0f} ms):")
     for d in ("ul", "dl"):
         p = res[d]
         lo, hi = p["min_sinr_bracket_db"]
         print(f"  {d}: Γ = {p['snr_gap_db']:.2f} dB, 1−OH = {p['efficiency']:.2f} (OH {p['overhead']:.2f}), "
-              f"SE_max = {p['se_max']:.1f} bit/s/Hz, SINR_min = {p['min_sinr_db']:.2f} dB "
+              f"SE_max = {p['se_max']:.4g} bit/s/Hz, SINR_min = {p['min_sinr_db']:.2f} dB "
               f"(ns-3: outage at <= {lo:.2f} dB, delivers at >= {hi:.2f} dB); worst ratio {p['worst_ratio']:.2f}x")
         for r in res["links"][d]:
             t = model_time_s(r["sinr_db"], r["share"], p["snr_gap_db"], p["efficiency"], p["se_max"], p["min_sinr_db"],
