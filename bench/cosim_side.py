@@ -71,33 +71,41 @@ def run_transfers(
     max_s: float = 30.0,
     start_s: float = 1.0,
 ) -> list[tuple[float, float]]:
-    """Run measured (role 1) and background (role 2) flows; ``(time_s or nan, energy_j)`` per measured UE.
+    """Run measured (role 1) and background (role 2) transfers; ``(time_s or nan, energy_j)`` per measured UE.
 
-    Background flows start at t = 0 and never finish; measured flows start at
-    ``start_s`` on the cell the engine's world serves them from (checked against
-    ``ue_cell``). The world process ticks every coherence interval.
+    Every transfer goes through the engine's own transfer process
+    (``Simulation._transfer``: access latency, then a flow on the cell's scheduler), as
+    a device's download or upload in a round does. Background transfers start at t = 0
+    and never finish; measured ones start at ``start_s`` on the cell the engine's world
+    serves them from (checked against ``ue_cell``); the time runs from ``start_s`` to
+    the delivery of the last byte. The world process ticks every coherence interval.
     """
-    world, fleet, env = sim.world, sim.fleet, sim.env
+    from cosim.engine.simulation import _RoundState
+
+    world, env = sim.world, sim.env
     served = [int(c) for c in world.serving_cell]
     if served != [int(c) for c in ue_cell]:
         raise RuntimeError(f"engine serves the devices from cells {served}, the case expects {list(ue_cell)}")
-    schedulers = sim.ul if uplink else sim.dl
-    power = fleet.tx_power_w if uplink else fleet.rx_power_w
+    direction = "ul" if uplink else "dl"
     env.process(sim._world_process())
+    state = _RoundState()
+    results: dict[int, tuple[float, float]] = {}
+
+    def transfer(d: int, size: int, delay_s: float):
+        yield env.timeout(delay_s)
+        current: dict = {}
+        t0 = env.now
+        ok = yield from sim._transfer(0, d, int(ue_cell[d]), direction, size, state, current)
+        flow = current.get("flow")
+        results[d] = ((env.now - t0) if ok else math.nan, flow.energy_j if flow is not None else 0.0)
+
+    measured = [d for d, role in enumerate(ue_role) if role == 1]
     for d, role in enumerate(ue_role):
         if role == 2:
-            schedulers[ue_cell[d]].start(d, BACKGROUND_BYTES, power_w=float(power[d]))
-    flows: list = []
-
-    def start_measured():
-        yield env.timeout(start_s)
-        for d, role in enumerate(ue_role):
-            if role == 1:
-                flows.append(schedulers[ue_cell[d]].start(d, nbytes, power_w=float(power[d])))
-
-    env.process(start_measured())
-    env.run(until=start_s + 1e-9)
+            env.process(transfer(d, BACKGROUND_BYTES, 0.0))
+        elif role == 1:
+            env.process(transfer(d, nbytes, start_s))
     deadline = start_s + max_s
-    while env.now < deadline and not all(f.completed or f.cancelled_reason for f in flows):
+    while env.now < deadline and not all(d in results for d in measured):
         env.run(until=min(deadline, env.now + 0.5))
-    return [((f.end_s - f.start_s) if f.completed else math.nan, f.energy_j) for f in flows]
+    return [results.get(d, (math.nan, math.nan)) for d in measured]

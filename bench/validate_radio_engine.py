@@ -3,7 +3,8 @@
 (b) One cell, one device at several distances (UMa 3.5 GHz, LOS and NLOS, no fading,
     no shadowing): the engine's upload and download times and energies against
     T = 8·bytes / (B·min(log2(1 + SNR/Γ), SE_max)) and E = P·T, with the SNR, Γ, cap
-    and powers taken from the scenario and the radio layer's path loss.
+    and powers taken from the scenario and the radio layer's path loss; P is the power
+    drawn: P_circuit + P_radiated/η_PA when transmitting, P_rx when receiving.
 (c) Two co-channel cells 500 m apart, a device half-way: the radio layer's downlink
     SINR S/(I + N) with I = S, i.e. 0 dB up to the noise term.
 """
@@ -32,7 +33,9 @@ def part_b() -> None:
             radio = sim.scenario.radio
             pl = float(model.loss_db(d, 1.5, los))
             if uplink:
-                p_dbm, nf_db, p_w = float(sim.fleet.tx_power_dbm[0]), 5.0, float(sim.fleet.tx_power_w[0])
+                fl = sim.fleet  # drawn power P_circuit + P_radiated/η_PA of the device's profile
+                p_dbm, nf_db = float(fl.tx_power_dbm[0]), 5.0
+                p_w = float(fl.tx_circuit_power_w[0] + fl.tx_power_w[0] / fl.pa_efficiency[0])
             else:
                 p_dbm, nf_db, p_w = 43.0, 9.0, float(sim.fleet.rx_power_w[0])
             snr_db = p_dbm - pl - float(noise_power_dbm(20e6, nf_db))
