@@ -140,15 +140,23 @@ class BlockFading:
     * ``"rayleigh"``: h ~ CN(0, 1), so |h|² ~ Exponential(1).
     * ``"rician"``: h = sqrt(K/(K+1)) + sqrt(1/(K+1))·CN(0, 1), K = 10^(k_factor_db/10);
       2(K+1)·|h|² is noncentral χ² with 2 degrees of freedom and noncentrality 2K.
+      Only line-of-sight links have a specular component: when ``los`` is given
+      (construction or :meth:`redraw`), NLOS links get K = 0, i.e. Rayleigh (TR 38.901
+      Table 7.5-6 gives K for LOS only). K may differ per link (``k_factor_los_db``).
     * ``"none"``: |h|² = 1.
 
     A first block is drawn on construction.
 
     Args:
         model: one of ``FADING_MODELS``.
-        k_factor_db: Rician K-factor [dB] (used only by ``"rician"``), in [-50, 50].
+        k_factor_db: Rician K-factor [dB] of every link (used only by ``"rician"``
+            when ``k_factor_los_db`` is None), in [-50, 50].
         shape: link-array shape, conventionally (n_cells, n_devices); required.
         rng: generator for every draw; required.
+        los: LOS state per link (bool, broadcastable to ``shape``), or None (every
+            link Rician).
+        k_factor_los_db: per-link K [dB] of LOS links, broadcastable to ``shape``,
+            each in [-50, 50]; overrides ``k_factor_db``.
     """
 
     def __init__(
@@ -157,28 +165,38 @@ class BlockFading:
         k_factor_db: float = 9.0,
         shape: tuple[int, ...] | None = None,
         rng: np.random.Generator | None = None,
+        *,
+        los: ArrayLike | None = None,
+        k_factor_los_db: ArrayLike | None = None,
     ) -> None:
         if model not in FADING_MODELS:
             raise ValueError(f"fading model {model!r} unknown; allowed: {', '.join(FADING_MODELS)}")
-        k_db = float(k_factor_db)
-        if not math.isfinite(k_db) or not -50.0 <= k_db <= 50.0:
-            raise ValueError(f"k_factor_db={k_factor_db!r} outside allowed range [-50, 50] dB")
+        k_db = np.asarray(k_factor_db if k_factor_los_db is None else k_factor_los_db, dtype=np.float64)
+        name = "k_factor_db" if k_factor_los_db is None else "k_factor_los_db"
+        if not np.all(np.isfinite(k_db)) or np.any(k_db < -50.0) or np.any(k_db > 50.0):
+            shown = k_factor_db if k_factor_los_db is None else f"min {np.min(k_db)!r}, max {np.max(k_db)!r}"
+            raise ValueError(f"{name}={shown!r} outside allowed range [-50, 50] dB")
         self.model = model
-        self.k_factor_db = k_db
         self.shape = _check_shape(shape)
         self._rng = _check_rng(rng)
-        k = float(db_to_linear(k_db))
-        self._los_amplitude = math.sqrt(k / (k + 1.0))
-        self._scatter_std = math.sqrt(1.0 / (2.0 * (k + 1.0)))  # per real dimension
-        self._gain = self.redraw()
+        try:
+            self.k_factor_db = np.broadcast_to(k_db, self.shape)
+        except ValueError:
+            raise ValueError(f"{name} shape {k_db.shape} does not broadcast to {self.shape}") from None
+        self._k_linear = db_to_linear(self.k_factor_db)
+        self._gain = self.redraw(los)
 
     @property
     def gain_linear(self) -> FloatArray:
         """Current power gain |h|² [linear, unit mean], shape ``shape``."""
         return self._gain
 
-    def redraw(self) -> FloatArray:
+    def redraw(self, los: ArrayLike | None = None) -> FloatArray:
         """Draw a new independent block (call once per coherence interval).
+
+        Args:
+            los: current LOS state per link (bool, broadcastable to ``shape``); NLOS
+                links are drawn Rayleigh. None: every link uses its K.
 
         Returns:
             the new power gain |h|² [linear], shape ``shape``.
@@ -188,8 +206,11 @@ class BlockFading:
         elif self.model == "rayleigh":
             gain = self._rng.standard_exponential(self.shape)
         else:
-            re = self._los_amplitude + self._scatter_std * self._rng.standard_normal(self.shape)
-            im = self._scatter_std * self._rng.standard_normal(self.shape)
+            k = self._k_linear if los is None else np.where(np.asarray(los, dtype=bool), self._k_linear, 0.0)
+            los_amplitude = np.sqrt(k / (k + 1.0))
+            scatter_std = np.sqrt(1.0 / (2.0 * (k + 1.0)))  # per real dimension
+            re = los_amplitude + scatter_std * self._rng.standard_normal(self.shape)
+            im = scatter_std * self._rng.standard_normal(self.shape)
             gain = re * re + im * im
         self._gain = gain
         return gain

@@ -61,6 +61,7 @@ def summary(sim) -> dict:
         "devices": int(sim.n_devices),
         "devices_alive": int(fleet.alive.sum()),
         "handovers": int(sim.handovers),
+        "ping_pongs": int(sim.ping_pongs),
         "events": int(sim.trace.num_events),
         **_mode_summary(sim),
     }

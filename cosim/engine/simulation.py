@@ -34,7 +34,7 @@ from radio.compute import FREQUENCY_POLICIES, compute_energy_j, compute_time_s
 from radio.ofdma import ALLOCATORS
 
 # Appending a stream leaves the others unchanged (child i of a SeedSequence is spawn key (i,)).
-_RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection", "availability")
+_RNG_STREAMS = ("profiles", "mobility", "los", "shadowing", "fading", "selection", "availability", "kfactor")
 
 
 def _mean_metric(arrived: dict[int, RoundWork], name: str) -> float:
@@ -108,6 +108,7 @@ class Simulation:
         self.last_eval = None
         self.rounds_done = 0
         self.handovers = 0
+        self.ping_pongs = 0
         self._tick_index = 0
         self.in_flight: dict[int, simpy.Process] = {}  # device -> its running update
         self.availability_changed = self.env.event()  # fires (and is replaced) at every transition
@@ -123,7 +124,8 @@ class Simulation:
 
     # -- checkpoints --------------------------------------------------------------
     _RESTORED = ("rngs", "fleet", "world", "policy", "trace", "uplink_bytes", "downlink_bytes", "rounds_selected",
-                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "_tick_index", "availability")
+                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "ping_pongs",
+                 "_tick_index", "availability")
 
     def checkpoint_state(self) -> dict:
         """Everything needed to continue from the current round boundary (see `checkpoint`)."""
@@ -161,10 +163,12 @@ class Simulation:
             next_index = self._tick_index + 1
             yield _At(self.env, next_index * dt)
             self._tick_index = next_index  # ticks done so far (a checkpoint resumes after them)
-            for h in self.world.tick(dt):
+            for h in self.world.tick(dt, self.env.now):
                 self.handovers += 1
+                self.ping_pongs += h.ping_pong
                 self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
-                                 detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}")
+                                 detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}"
+                                        + (" ping_pong" if h.ping_pong else ""))
             for scheduler in self.ul + self.dl:
                 scheduler.channel_changed()
 

@@ -13,9 +13,16 @@ Link-level conventions (see README, "Radio model"):
 - LOS state is spatially consistent: each link keeps one uniform draw u and is LOS
   while u < P_LOS(d2D), so it only flips when the distance changes.
 - a device is served by the cell with the strongest downlink received power without
-  fast fading (RSRP-like); it hands over only when another cell is stronger by the
-  hysteresis margin (an A3-style offset, `HANDOVER_HYSTERESIS_DB`), which keeps devices
-  on a cell border from ping-ponging as shadowing drifts.
+  fast fading (RSRP-like). It hands over on an A3 event (TS 38.331 §5.5.4.4): a
+  neighbour stronger than the serving cell by `radio.handover.a3_offset_db` at every
+  world tick for at least `radio.handover.time_to_trigger_s`. A handover back to the
+  cell the device left, at most `radio.handover.ping_pong_window_s` after leaving it,
+  is a ping-pong (TR 36.839 §5.2 counts a stay shorter than a minimum time of stay).
+- fading: Rayleigh, or with `radio.fading: rician` Rician on LOS links only, with K
+  drawn once per link from the cell model's TR 38.901 Table 7.5-6 (μ_K, σ_K) (or
+  `radio.rician_k_db` for every LOS link); NLOS links are Rayleigh (K = 0).
+- shadowing σ per link from its model with the link's distance (RMa LOS: 4 dB up to
+  the breakpoint, 6 dB beyond).
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ from radio.channel import BlockFading, GudmundsonShadowing
 from radio.link import snr_linear, spectral_efficiency_bps_hz
 from radio.mobility import MOBILITY
 from radio.pathloss import MODELS as PATHLOSS_MODELS
+from radio.pathloss import nominal_bs_height_m
 
-HANDOVER_HYSTERESIS_DB = 3.0
+#: Timer tolerance [s]: tick times are k*dt, so an elapsed time of exactly the TTT or
+#: the ping-pong window may differ from it by float round-off.
+_WINDOW_EPS_S = 1e-9
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Handover:
     device: int
     from_cell: int
     to_cell: int
+    ping_pong: bool = False
 
 
 class World:
@@ -66,9 +77,11 @@ class World:
         self._h_ut_m = float(devices.height_m)
         self._snr_gap_db = float(radio.snr_gap_db)
         self._max_se = float(radio.max_spectral_efficiency_bps_hz)
+        self.cell_height_m = np.array(
+            [nominal_bs_height_m(c.pathloss) if c.height_m is None else c.height_m for c in cells], dtype=float)
         self._pathloss = [
-            PATHLOSS_MODELS[c.pathloss](carrier_hz=c.carrier_hz, h_bs_m=c.height_m, **dict(c.pathloss_params))
-            for c in cells
+            PATHLOSS_MODELS[c.pathloss](carrier_hz=c.carrier_hz, h_bs_m=h, **dict(c.pathloss_params))
+            for c, h in zip(cells, self.cell_height_m)
         ]
         area = (float(scenario.area.width_m), float(scenario.area.height_m))
         mob = devices.mobility
@@ -81,8 +94,19 @@ class World:
         self.los = self._los_state(d2d)
         std_db, decorr_m = self._shadow_params(d2d)
         self.shadowing = GudmundsonShadowing(std_db, decorr_m, shape, rngs["shadowing"])
-        self.fading_ul = BlockFading(radio.fading, radio.rician_k_db, shape, rngs["fading"])
-        self.fading_dl = BlockFading(radio.fading, radio.rician_k_db, shape, rngs["fading"])
+        # Rician K of each link if it is LOS (drawn once, Table 7.5-6); NLOS links use K = 0.
+        self._k_los_db = self._draw_k_factors_db(radio, rngs) if radio.fading == "rician" else np.zeros(shape)
+        self.fading_ul = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db)
+        self.fading_dl = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db)
+        handover = radio.handover
+        self._a3_offset_db = float(handover.a3_offset_db)
+        self._ttt_s = float(handover.time_to_trigger_s)
+        self._ping_pong_window_s = float(handover.ping_pong_window_s)
+        self.now_s = 0.0
+        self._a3_target = np.full(self.n_devices, -1, dtype=np.int64)  # neighbour meeting A3, or -1
+        self._a3_since_s = np.full(self.n_devices, np.nan)  # when it started meeting it
+        self._previous_cell = np.full(self.n_devices, -1, dtype=np.int64)  # cell left at the last handover
+        self._left_at_s = np.full(self.n_devices, np.nan)
         self.serving_cell = np.zeros(self.n_devices, dtype=np.int64)
         self._refresh(d2d)
         self.serving_cell = self._strongest_cell()
@@ -99,8 +123,23 @@ class World:
         )
         return self._los_draw < p_los
 
+    def _draw_k_factors_db(self, radio, rngs: dict[str, np.random.Generator]) -> np.ndarray:
+        """K [dB] each link has while LOS, shape (n_cells, n_devices): N(μ_K, σ_K) of its cell's
+        model (TR 38.901 Table 7.5-6), or `radio.rician_k_db` for every link when set."""
+        shape = (self.n_cells, self.n_devices)
+        if radio.rician_k_db is not None:
+            return np.full(shape, float(radio.rician_k_db))
+        z = rngs["kfactor"].standard_normal(shape)
+        k_db = np.empty(shape)
+        for c, model in enumerate(self._pathloss):
+            mu_db, sigma_db = model.RICIAN_K_LOS_DB or (9.0, 0.0)
+            k_db[c] = mu_db + sigma_db * z[c]
+        return np.clip(k_db, -50.0, 50.0)
+
     def _shadow_params(self, d2d_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        std = np.stack([np.broadcast_to(m.shadow_std_db(self.los[c]), d2d_m[c].shape) for c, m in enumerate(self._pathloss)])
+        # σ needs the distance: RMa LOS is 4 dB up to its breakpoint and 6 dB beyond.
+        std = np.stack([np.broadcast_to(m.shadow_std_db(self.los[c], d2d_m[c], self._h_ut_m), d2d_m[c].shape)
+                        for c, m in enumerate(self._pathloss)])
         decorr = np.stack(
             [np.broadcast_to(m.decorrelation_distance_m(self.los[c]), d2d_m[c].shape) for c, m in enumerate(self._pathloss)]
         )
@@ -126,29 +165,69 @@ class World:
         self.se_ul_bps_hz = spectral_efficiency_bps_hz(snr_ul, self._snr_gap_db, self._max_se)
         self.se_dl_bps_hz = spectral_efficiency_bps_hz(snr_dl, self._snr_gap_db, self._max_se)
 
-    def _strongest_cell(self, hysteresis_db: float = 0.0) -> np.ndarray:
-        """Best cell per device; the serving cell keeps a bonus of `hysteresis_db` [dB]."""
-        rsrp_dbm = self._bs_tx_power_dbm - self.large_scale_loss_db
-        rsrp_dbm[self.serving_cell, np.arange(self.n_devices)] += hysteresis_db
-        return np.argmax(rsrp_dbm, axis=0).astype(np.int64)
+    def _rsrp_dbm(self) -> np.ndarray:
+        """Received power without fast fading [dBm], shape (n_cells, n_devices)."""
+        return self._bs_tx_power_dbm - self.large_scale_loss_db
+
+    def _strongest_cell(self) -> np.ndarray:
+        """Best cell per device by RSRP (initial attachment)."""
+        return np.argmax(self._rsrp_dbm(), axis=0).astype(np.int64)
+
+    def evaluate_handovers(self, rsrp_dbm: np.ndarray, now_s: float) -> list[Handover]:
+        """One A3 measurement instant: hand over the devices whose best neighbour has been
+        stronger than their serving cell by the A3 offset since at least `time_to_trigger_s`.
+
+        Args:
+            rsrp_dbm: received power per cell and device [dBm], shape (n_cells, n_devices).
+            now_s: time of this measurement [s], non-decreasing across calls.
+
+        Returns:
+            the handovers made (serving cells updated), ping-pongs flagged: a return to
+            the cell left at most `ping_pong_window_s` earlier.
+        """
+        self.now_s = float(now_s)
+        devices = np.arange(self.n_devices)
+        rsrp = np.array(rsrp_dbm, dtype=float)
+        serving_rsrp = rsrp[self.serving_cell, devices]
+        rsrp[self.serving_cell, devices] = -np.inf
+        best = np.argmax(rsrp, axis=0).astype(np.int64)
+        meets = rsrp[best, devices] > serving_rsrp + self._a3_offset_db
+        # The timer runs while the same neighbour keeps meeting the entry condition.
+        restart = meets & (best != self._a3_target)
+        self._a3_since_s = np.where(restart, self.now_s, self._a3_since_s)
+        self._a3_target = np.where(meets, best, -1)
+        self._a3_since_s = np.where(meets, self._a3_since_s, np.nan)
+        fire = meets & (self.now_s - self._a3_since_s >= self._ttt_s - _WINDOW_EPS_S)
+        handovers = []
+        for d in np.flatnonzero(fire):
+            to_cell, from_cell = int(best[d]), int(self.serving_cell[d])
+            ping_pong = (to_cell == self._previous_cell[d]
+                         and self.now_s - self._left_at_s[d] <= self._ping_pong_window_s + _WINDOW_EPS_S)
+            handovers.append(Handover(int(d), from_cell, to_cell, bool(ping_pong)))
+            self._previous_cell[d] = from_cell
+            self._left_at_s[d] = self.now_s
+            self.serving_cell[d] = to_cell
+        self._a3_target[fire] = -1
+        self._a3_since_s[fire] = np.nan
+        return handovers
 
     # -- time evolution ---------------------------------------------------------------
-    def tick(self, dt_s: float) -> list[Handover]:
-        """Advance mobility by `dt_s` [s], update shadowing, redraw fading; return handovers."""
+    def tick(self, dt_s: float, now_s: float | None = None) -> list[Handover]:
+        """Advance mobility by `dt_s` [s], update shadowing, redraw fading; return handovers.
+
+        `now_s` is the simulated time of this tick (default: the last tick's + `dt_s`);
+        the handover timers run on it.
+        """
         moved_m = self.mobility.step(dt_s)
         d2d = self.distances_m()
         self.los = self._los_state(d2d)
         std_db, decorr_m = self._shadow_params(d2d)
         self.shadowing.set_params(std_db, decorr_m)
         self.shadowing.step(moved_m)
-        self.fading_ul.redraw()
-        self.fading_dl.redraw()
+        self.fading_ul.redraw(self.los)
+        self.fading_dl.redraw(self.los)
         self._refresh(d2d)
-        new_serving = self._strongest_cell(HANDOVER_HYSTERESIS_DB)
-        changed = np.flatnonzero(new_serving != self.serving_cell)
-        handovers = [Handover(int(d), int(self.serving_cell[d]), int(new_serving[d])) for d in changed]
-        self.serving_cell = new_serving
-        return handovers
+        return self.evaluate_handovers(self._rsrp_dbm(), self.now_s + dt_s if now_s is None else now_s)
 
     # -- per-device views used by the engine and policies -----------------------------
     def uplink_se(self, devices: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ def _attempt(problems: list[str], build: Callable[[], Any], locate: Callable[[st
 
 
 def _cells(scenario: Any, problems: list[str]) -> None:
-    from radio.pathloss import MODELS
+    from radio.pathloss import MODELS, nominal_bs_height_m
 
     for index, cell in enumerate(scenario.cells):
         params = dict(cell.pathloss_params)
@@ -68,7 +68,8 @@ def _cells(scenario: Any, problems: list[str]) -> None:
         renames = {"h_bs_m": f"{prefix}.height_m"} | {k: f"{prefix}.pathloss_params.{k}" for k in params}
 
         def build(cell: Any = cell, params: dict[str, Any] = params) -> Any:
-            return MODELS[cell.pathloss](carrier_hz=cell.carrier_hz, h_bs_m=cell.height_m, **params)
+            h_bs_m = nominal_bs_height_m(cell.pathloss) if cell.height_m is None else cell.height_m
+            return MODELS[cell.pathloss](carrier_hz=cell.carrier_hz, h_bs_m=h_bs_m, **params)
 
         def locate(message: str, prefix: str = prefix, renames: dict[str, str] = renames) -> str:
             if "keyword argument" in message:
@@ -93,7 +94,8 @@ def _fading(scenario: Any, problems: list[str]) -> None:
     from radio.channel import BlockFading
 
     radio = scenario.radio
-    _attempt(problems, lambda: BlockFading(radio.fading, radio.rician_k_db, (1, 1), np.random.default_rng(0)),
+    k_db = 9.0 if radio.rician_k_db is None else radio.rician_k_db
+    _attempt(problems, lambda: BlockFading(radio.fading, k_db, (1, 1), np.random.default_rng(0)),
              lambda m: _key_path("radio", m, (), {"k_factor_db": "radio.rician_k_db", "fading": "radio.fading"}))
 
 

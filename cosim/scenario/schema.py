@@ -116,7 +116,8 @@ class Cell(StrictModel):
     name: Annotated[str, Field(min_length=1)]
     x_m: Float
     y_m: Float
-    height_m: PositiveFloat = 25.0
+    #: None: the path-loss model's nominal height (UMa 25 m, UMi 10 m, RMa 35 m, else 25 m).
+    height_m: PositiveFloat | None = None
     pathloss: str = "uma"
     pathloss_params: Params = Field(default_factory=dict)
     carrier_hz: PositiveFloat = 3.5e9
@@ -205,11 +206,23 @@ class Devices(StrictModel):
         return value
 
 
+class Handover(StrictModel):
+    """A3-event handover: a neighbour stronger than the serving cell by ``a3_offset_db``
+    for ``time_to_trigger_s`` takes the device; a return to the previous cell within
+    ``ping_pong_window_s`` of leaving it is counted as a ping-pong."""
+
+    a3_offset_db: Annotated[float, Field(ge=0.0, le=30.0), AfterValidator(float)] = 3.0
+    time_to_trigger_s: Annotated[float, Field(ge=0.0, le=60.0), AfterValidator(float)] = 0.64
+    ping_pong_window_s: Annotated[float, Field(ge=0.0, le=3600.0), AfterValidator(float)] = 5.0
+
+
 class Radio(StrictModel):
     """Channel model settings shared by every cell."""
 
     fading: Literal["rayleigh", "rician", "none"] = "rayleigh"
-    rician_k_db: Float = 9.0
+    #: None: each LOS link's K drawn from its cell model's TR 38.901 Table 7.5-6 (μ_K, σ_K).
+    rician_k_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
+    handover: Handover = Field(default_factory=Handover)
     shadowing: bool = True
     coherence_s: PositiveFloat = 1.0
     snr_gap_db: NonNegativeFloat = 0.0

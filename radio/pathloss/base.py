@@ -76,6 +76,12 @@ class PathLossModel(ABC):
     SHADOW_STD_NLOS_DB: ClassVar[float] = 0.0
     DECORRELATION_LOS_M: ClassVar[float] = 50.0
     DECORRELATION_NLOS_M: ClassVar[float] = 50.0
+    NOMINAL_H_BS_M: ClassVar[float] = 25.0
+    """BS height [m] a cell without ``height_m`` gets: the spec's nominal height where
+    the model has one (UMa 25, UMi 10, RMa 35), else cosim's historical 25 m."""
+    RICIAN_K_LOS_DB: ClassVar[tuple[float, float] | None] = None
+    """(μ_K, σ_K) [dB] of the Ricean K-factor of LOS links (TR 38.901 Table 7.5-6), or
+    None where the model has no table (the scenario's ``radio.rician_k_db`` applies)."""
 
     def __init__(self, carrier_hz: float, h_bs_m: float) -> None:
         self.carrier_hz = check_range("carrier_hz", carrier_hz, *self.CARRIER_RANGE_HZ, owner=self.name)

@@ -48,6 +48,8 @@ class RMa(PathLossModel):
     DECORRELATION_LOS_M: ClassVar[float] = 37.0  # Table 7.5-6
     DECORRELATION_NLOS_M: ClassVar[float] = 120.0  # Table 7.5-6
     NOMINAL_H_UT_M: ClassVar[float] = 1.5
+    NOMINAL_H_BS_M: ClassVar[float] = 35.0  # Table 7.4.1-1 (h_BS = 35 m, default)
+    RICIAN_K_LOS_DB: ClassVar[tuple[float, float] | None] = (7.0, 4.0)  # Table 7.5-6 (μ_K, σ_K)
 
     def __init__(
         self,

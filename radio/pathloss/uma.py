@@ -44,6 +44,8 @@ class UMa(PathLossModel):
     SHADOW_STD_NLOS_DB: ClassVar[float] = 6.0  # Table 7.4.1-1
     DECORRELATION_LOS_M: ClassVar[float] = 37.0  # Table 7.5-6
     DECORRELATION_NLOS_M: ClassVar[float] = 50.0  # Table 7.5-6
+    NOMINAL_H_BS_M: ClassVar[float] = 25.0  # Table 7.4.1-1 (h_BS = 25 m)
+    RICIAN_K_LOS_DB: ClassVar[tuple[float, float] | None] = (9.0, 3.5)  # Table 7.5-6 (μ_K, σ_K)
     H_E_M: ClassVar[float] = 1.0
     """Effective environment height h_E [m] (see module docstring)."""
 

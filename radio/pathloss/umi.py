@@ -39,6 +39,8 @@ class UMi(PathLossModel):
     SHADOW_STD_NLOS_DB: ClassVar[float] = 7.82  # Table 7.4.1-1
     DECORRELATION_LOS_M: ClassVar[float] = 10.0  # Table 7.5-6
     DECORRELATION_NLOS_M: ClassVar[float] = 13.0  # Table 7.5-6
+    NOMINAL_H_BS_M: ClassVar[float] = 10.0  # Table 7.4.1-1 (h_BS = 10 m)
+    RICIAN_K_LOS_DB: ClassVar[tuple[float, float] | None] = (9.0, 5.0)  # Table 7.5-6 (μ_K, σ_K)
     H_E_M: ClassVar[float] = 1.0
 
     def __init__(self, carrier_hz: float, h_bs_m: float = 10.0) -> None:
