@@ -13,6 +13,11 @@ The ``events`` schema is fixed (:data:`EVENT_SCHEMA`); ``device``/``cell`` use
 have the same keys. Column dtypes are inferred from the values: bool -> bool,
 int -> int64, float (or int/float mixed) -> float64, str -> string; ``None`` is a
 null; an all-``None`` column is float64.
+
+pyarrow is imported when a table is built or written, not with this module (a run
+records for minutes before it writes; ``EVENT_SCHEMA`` is built on first access).
+Columns reach Arrow as numpy arrays, never as Python lists: for a list, pyarrow asks
+pandas whether it is "array-like", which imports pandas (about a second).
 """
 
 from __future__ import annotations
@@ -20,32 +25,48 @@ from __future__ import annotations
 import json
 import math
 import os
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: ``device``/``cell`` value for events that concern no device or no cell.
 NO_ID = -1
 
-EVENT_SCHEMA = pa.schema(
-    [
-        pa.field("time_s", pa.float64(), nullable=False),
-        pa.field("round", pa.int64(), nullable=False),
-        pa.field("device", pa.int64(), nullable=False),
-        pa.field("cell", pa.int64(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("bytes", pa.int64(), nullable=False),
-        pa.field("rate_bps", pa.float64()),
-        pa.field("energy_j", pa.float64(), nullable=False),
-        pa.field("duration_s", pa.float64(), nullable=False),
-        pa.field("detail", pa.string(), nullable=False),
-    ]
+#: The ``events`` columns: (name, Arrow type name, nullable); see :func:`event_schema`.
+EVENT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("time_s", "float64", False),
+    ("round", "int64", False),
+    ("device", "int64", False),
+    ("cell", "int64", False),
+    ("kind", "string", False),
+    ("bytes", "int64", False),
+    ("rate_bps", "float64", True),
+    ("energy_j", "float64", False),
+    ("duration_s", "float64", False),
+    ("detail", "string", False),
 )
+_NUMPY_DTYPES = {"float64": np.float64, "int64": np.int64, "string": object, "bool": object}
+
+
+@functools.lru_cache(maxsize=None)
+def event_schema() -> pa.Schema:
+    """The Arrow schema of the ``events`` table (built from :data:`EVENT_COLUMNS`)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, getattr(pa, kind)(), nullable=nullable) for name, kind, nullable in EVENT_COLUMNS])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EVENT_SCHEMA":  # built lazily: importing this module does not import pyarrow
+        return event_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 TABLES = ("events", "rounds", "devices")
 FORMATS = ("parquet", "csv")
 
@@ -102,6 +123,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
 # ----------------------------------------------------------------------------- tables
 def _infer_type(name: str, values: Sequence[Any]) -> pa.DataType:
+    import pyarrow as pa
+
     kinds = {type(v) for v in values if v is not None}
     if not kinds:
         return pa.float64()
@@ -141,13 +164,17 @@ class _FreeTable:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
     def table(self) -> pa.Table:
+        import pyarrow as pa
+
         arrays = []
         fields = []
         for key, values in self.columns.items():
             kind = _infer_type(key, values)
             if kind == pa.float64():
                 values = [None if v is None else float(v) for v in values]
-            arrays.append(pa.array(values, type=kind))
+            column = np.empty(len(values), dtype=object)  # an ndarray: pyarrow leaves pandas alone
+            column[:] = values
+            arrays.append(pa.array(column, type=kind))
             fields.append(pa.field(key, kind))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
@@ -156,7 +183,7 @@ class TraceRecorder:
     """In-memory trace of one run: ``events``, ``rounds`` and ``devices`` tables."""
 
     def __init__(self) -> None:
-        self._events: dict[str, list[Any]] = {field.name: [] for field in EVENT_SCHEMA}
+        self._events: dict[str, list[Any]] = {name: [] for name, _, _ in EVENT_COLUMNS}
         self._rounds = _FreeTable("rounds")
         self._devices = _FreeTable("devices")
         self._updates = _FreeTable("updates")  # non-sync server modes: one row per applied update
@@ -214,8 +241,12 @@ class TraceRecorder:
 
     def events_table(self) -> pa.Table:
         """The ``events`` rows as an Arrow table with :data:`EVENT_SCHEMA`."""
-        arrays = [pa.array(self._events[field.name], type=field.type) for field in EVENT_SCHEMA]
-        return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+        import pyarrow as pa
+
+        schema = event_schema()
+        arrays = [pa.array(np.array(self._events[name], dtype=_NUMPY_DTYPES[kind]), type=schema.field(name).type)
+                  for name, kind, _ in EVENT_COLUMNS]
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def tables(self) -> dict[str, pa.Table]:
         """The tables by name: ``events``, ``rounds``, ``devices``, and ``updates`` when it has rows."""
@@ -237,9 +268,10 @@ class TraceRecorder:
     def from_state(cls, state: Mapping[str, Any]) -> TraceRecorder:
         """A recorder holding exactly the rows of a previous ``state()``."""
         recorder = cls()
+        names = [name for name, _, _ in EVENT_COLUMNS]
         if set(state["events"]) != set(recorder._events):
-            raise ValueError(f"event columns {sorted(state['events'])} do not match {EVENT_SCHEMA.names}")
-        recorder._events = {name: list(state["events"][name]) for name in EVENT_SCHEMA.names}
+            raise ValueError(f"event columns {sorted(state['events'])} do not match {names}")
+        recorder._events = {name: list(state["events"][name]) for name in names}
         recorder._rounds.columns = {key: list(values) for key, values in state["rounds"].items()}
         recorder._devices.columns = {key: list(values) for key, values in state["devices"].items()}
         recorder._updates.columns = {key: list(values) for key, values in state.get("updates", {}).items()}
@@ -266,6 +298,8 @@ class TraceRecorder:
 
 def write_parquet_atomic(path: str | Path, table: pa.Table) -> Path:
     """Write ``table`` as Parquet atomically and deterministically (zstd, fixed row groups)."""
+    import pyarrow.parquet as pq
+
     return write_atomic(
         path,
         lambda tmp: pq.write_table(
@@ -276,4 +310,6 @@ def write_parquet_atomic(path: str | Path, table: pa.Table) -> Path:
 
 def write_csv_atomic(path: str | Path, table: pa.Table) -> Path:
     """Write ``table`` as CSV (header row, nulls empty) atomically."""
+    import pyarrow.csv as pa_csv
+
     return write_atomic(path, lambda tmp: pa_csv.write_csv(table, tmp))

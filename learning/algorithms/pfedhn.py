@@ -39,6 +39,7 @@ from learning.algorithms.fedprox import train_metrics
 from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
 from learning.algorithms.training import TrainParams, derive_seed
 from learning.flops import vit_flops_per_sample
+from learning.optim import Optimizer
 from learning.payload import Payload
 
 __all__ = ["PFedHN", "PFedHNClient", "HyperServer", "HN_PARAMS", "default_embedding_dim", "make_hyper_server",
@@ -99,9 +100,9 @@ class HyperServer:
                     head.bias.copy_(base[name].reshape(-1))
         self.embeddings = nn.Parameter(embeddings.detach().clone())
         self.clip = float(params["hn_grad_clip"])
-        self.opt = torch.optim.SGD([*self.hn.parameters(), self.embeddings], lr=float(params["hn_lr"]),
-                                   momentum=float(params["hn_momentum"]),
-                                   weight_decay=float(params["hn_weight_decay"]))
+        self.opt = Optimizer("sgd", [*self.hn.parameters(), self.embeddings], lr=float(params["hn_lr"]),
+                             momentum=float(params["hn_momentum"]),
+                             weight_decay=float(params["hn_weight_decay"]))
 
     @torch.no_grad()
     def generate(self, device: int) -> dict[str, torch.Tensor]:

@@ -19,15 +19,26 @@ lists MD5s of the ``.gz`` files, but gzip headers carry a file name and mtime th
 repackaging rewrites (the Debian package's ``.gz`` files differ in their headers only),
 so the ``.gz`` digests are kept for reference and the content digests are what we check.
 Files may be present either as ``name.gz`` or decompressed as ``name``.
+
+Parsed cache: decompressing and checking the four files costs about a second per run, so
+the parsed arrays of a folder are kept in one ``.npz`` beside the download cache
+(``<cache root>/parsed/fashion-mnist-<folder hash>.npz``). It is used only while the
+folder's four files keep the size and modification time they had when it was written,
+and only if every array's CRC-32 (stored in it) matches; otherwise the files are parsed
+and checked as above and the cache rewritten (atomically: temp file + rename). A cache
+that cannot be written (read-only home) is skipped silently.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import urllib.request
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +58,7 @@ __all__ = [
     "default_cache_dir",
     "download_file",
     "load_fashion_mnist",
+    "parsed_cache_path",
 ]
 
 #: Official mirror (the download links of the Fashion-MNIST README).
@@ -135,15 +147,73 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _load_dir(folder: Path) -> tuple[ArrayDataset | None, str]:
-    """Try one folder; return (dataset, "") or (None, reason it failed)."""
+_PARSED_VERSION = 1
+
+
+def parsed_cache_path(folder: Path, cache_dir: str | Path | None = None) -> Path:
+    """Where the parsed arrays of the files in ``folder`` are cached (see the module docstring)."""
+    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
+    return default_cache_dir(cache_dir).parent / "parsed" / f"fashion-mnist-{digest}.npz"
+
+
+def _source_key(folder: Path) -> str:
+    """Identity of the four source files: resolved path, size, mtime [ns], expected md5."""
+    parts = []
+    for name, md5 in FILES.values():
+        path = _find_file(folder, name)
+        assert path is not None
+        st = path.stat()
+        parts.append(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{md5}")
+    return "\n".join(parts)
+
+
+def _read_parsed(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays if ``path`` holds them for ``key`` with matching CRC-32s, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            if meta.get("version") != _PARSED_VERSION or meta.get("key") != key:
+                return None
+            arrays = {role: npz[role] for role in FILES}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    crc = meta.get("crc32", {})
+    if any(zlib.crc32(arrays[role]) != crc.get(role) for role in FILES):
+        return None
+    return arrays
+
+
+def _write_parsed(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write the parsed arrays and their CRC-32s atomically; errors are ignored (cache only)."""
+    meta = json.dumps({"version": _PARSED_VERSION, "key": key,
+                       "crc32": {role: zlib.crc32(a) for role, a in arrays.items()}})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, meta=np.array(meta), **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _load_dir(folder: Path, parsed: Path | None = None) -> tuple[ArrayDataset | None, str]:
+    """Try one folder (through the parsed cache ``parsed`` when given); return
+    (dataset, "") or (None, reason it failed)."""
     if not folder.is_dir():
         return None, "directory does not exist"
     missing = [n for n, _ in FILES.values() if _find_file(folder, n) is None]
     if missing:
         return None, "missing " + ", ".join(f"{n}(.gz)" for n in missing)
-    arrays: dict[str, np.ndarray] = {}
-    for role, (name, md5) in FILES.items():
+    key = _source_key(folder) if parsed is not None else ""
+    cached = _read_parsed(parsed, key) if parsed is not None else None
+    arrays: dict[str, np.ndarray] = cached or {}
+    for role, (name, md5) in FILES.items() if cached is None else ():
         path = _find_file(folder, name)
         assert path is not None
         try:
@@ -160,6 +230,8 @@ def _load_dir(folder: Path) -> tuple[ArrayDataset | None, str]:
     for split, n in _SIZES.items():
         if arrays[f"{split}_x"].shape != (n, 28, 28) or arrays[f"{split}_y"].shape != (n,):
             return None, f"unexpected {split} shapes {arrays[f'{split}_x'].shape}"
+    if parsed is not None and cached is None:
+        _write_parsed(parsed, key, arrays)
     ds = ArrayDataset(
         train_x=arrays["train_x"],
         train_y=arrays["train_y"].astype(np.int64),
@@ -256,7 +328,7 @@ def load_fashion_mnist(
         if folder is None:
             tried.append(f"{label}: not set")
             continue
-        ds, reason = _load_dir(folder)
+        ds, reason = _load_dir(folder, parsed_cache_path(folder, cache_dir))
         if ds is not None:
             if path is not None and folder != Path(path):
                 warnings.warn(
@@ -270,7 +342,7 @@ def load_fashion_mnist(
     if download:
         reason = _download_into(cache)
         if not reason:
-            ds, reason = _load_dir(cache)
+            ds, reason = _load_dir(cache, parsed_cache_path(cache, cache_dir))
             if ds is not None:
                 return ds
         tried.append(f"download from {MIRROR} into {cache}: {reason}")

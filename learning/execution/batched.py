@@ -38,48 +38,14 @@ from learning.algorithms.local import LocalClient
 from learning.algorithms.training import TrainParams, _batch_indices
 from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
+from learning.optim import adam_step_, sgd_step_
 from learning.payload import Payload
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
            "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task"]
-ADAM_BETAS: tuple[float, float] = (0.9, 0.999)  # torch.optim.Adam defaults
-ADAM_EPS: float = 1e-8
 
 
 # --------------------------------------------------------------------------- optimizers
-@torch.no_grad()
-def adam_step_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-               step: int, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = ADAM_BETAS,
-               eps: float = ADAM_EPS) -> None:
-    """One Adam step in place, the same operations as ``torch.optim.Adam``'s single-tensor
-    path (L2 weight decay, no amsgrad); ``step`` counts this step (1 on the first)."""
-    beta1, beta2 = betas
-    if weight_decay != 0:
-        grad = grad.add(param, alpha=weight_decay)
-    exp_avg.lerp_(grad, 1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    step_size = lr / (1 - beta1**step)
-    denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-step_size)
-
-
-@torch.no_grad()
-def sgd_step_(param: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor | None, lr: float, momentum: float = 0.0,
-              weight_decay: float = 0.0) -> torch.Tensor | None:
-    """One SGD step in place as ``torch.optim.SGD`` (no dampening, no Nesterov); returns the
-    momentum buffer (created from the gradient on the first step, None without momentum)."""
-    if weight_decay != 0:
-        grad = grad.add(param, alpha=weight_decay)
-    if momentum != 0:
-        if buf is None:
-            buf = grad.detach().clone()
-        else:
-            buf.mul_(momentum).add_(grad)
-        grad = buf
-    param.add_(grad, alpha=-lr)
-    return buf
-
-
 class StackedOptimizer:
     """Adam or SGD over stacked per-device tensors (device axis first).
 

@@ -64,6 +64,22 @@ def resolve_model_config(config: dict[str, Any] | None) -> dict[str, Any]:
     return resolved
 
 
+def _materialise_(model: nn.Module) -> None:
+    """Give every meta parameter and buffer uninitialised CPU storage, in place.
+
+    The same result as ``model.to_empty(device="cpu")`` for modules without shared
+    tensors, but without its ``empty_like`` on meta tensors, whose Python decomposition
+    imports sympy and torch's symbolic-shape machinery (about 1 s of start-up).
+    """
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None and p.is_meta:
+                module._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype), p.requires_grad)
+        for name, b in module._buffers.items():
+            if b is not None and b.is_meta:
+                module._buffers[name] = torch.empty(b.shape, dtype=b.dtype)
+
+
 def build_model(
     config: dict[str, Any] | None,
     input_shape: tuple[int, int, int],
@@ -82,7 +98,7 @@ def build_model(
     kwargs = {k: v for k, v in cfg.items() if k != "name"}
     with torch.device("meta"):
         model = MODELS[cfg["name"]](tuple(input_shape), int(num_classes), **kwargs)
-    model = model.to_empty(device="cpu")
+    _materialise_(model)
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     return init_vit_(model, gen)
 

@@ -50,6 +50,7 @@ from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_v
 from learning.algorithms.training import TrainParams, derive_seed
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, ffl_linear_names, resolve_model_config
+from learning.optim import Optimizer
 from learning.payload import Payload
 
 __all__ = ["PFLTPS"]
@@ -91,12 +92,12 @@ class PFLTPS(Algorithm):
         self._net = build_net(self.model_config, shape, classes, self.cfg)  # evaluation / init template
         self.spec = self._net.spec
         self.hn: HyperNetwork | None = None
-        self.hn_opt: torch.optim.Optimizer | None = None
+        self.hn_opt: Optimizer | None = None
         if self.cfg.hypernetwork_enabled:
             gen = torch.Generator().manual_seed(derive_seed(self.seed, 0, 1))  # server stream 1
             self.hn = HyperNetwork(self.spec, self.cfg.embedding_dim, self.cfg.hn_hidden, self.cfg.hn_layers, gen)
-            self.hn_opt = torch.optim.SGD(self.hn.parameters(), lr=self.cfg.hn_lr, momentum=self.cfg.hn_momentum,
-                                          weight_decay=self.cfg.hn_weight_decay)
+            self.hn_opt = Optimizer("sgd", self.hn.parameters(), lr=self.cfg.hn_lr, momentum=self.cfg.hn_momentum,
+                                    weight_decay=self.cfg.hn_weight_decay)
         self.threshold_mean: dict[str, torch.Tensor] = {
             n: torch.zeros(m.out_features) for n, m in zip(self._net.layer_names, self._net.layers)
         }

@@ -53,6 +53,7 @@ from learning.algorithms.pfl_tps.pruning import (
 from learning.algorithms.training import TrainParams, train_local
 from learning.flops import vit_flops_per_sample
 from learning.models import build_model
+from learning.optim import Optimizer
 from learning.payload import Payload
 
 __all__ = ["PFLTPSConfig", "PFLTPSNet", "PFLTPSClient", "build_net", "make_downlink", "make_uplink",
@@ -289,7 +290,7 @@ class _PostStepOptimizer:
     """Wraps an optimizer: after every step, reset the thresholds of near-empty layers
     (clamping them to >= 0 first when ``clamp``); counts the resets."""
 
-    def __init__(self, opt: torch.optim.Optimizer, layers: list[ThresholdMaskedLinear], reset_density: float,
+    def __init__(self, opt: Optimizer, layers: list[ThresholdMaskedLinear], reset_density: float,
                  clamp: bool = False) -> None:
         self.opt, self.layers, self.reset_density, self.clamp, self.resets = opt, layers, reset_density, clamp, 0
 
@@ -301,7 +302,7 @@ class _PostStepOptimizer:
         self.resets += len(reset_thresholds_(self.layers, self.reset_density, self.clamp))
 
 
-def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> torch.optim.Optimizer:
+def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> Optimizer:
     """Fresh optimizer with groups: weights and the SAL residual (lr, weight decay),
     thresholds (lr), embedding (embedding_lr); the latter two without weight decay."""
     thr_ids = {id(m.threshold) for m in net.layers}
@@ -314,8 +315,8 @@ def make_pfl_optimizer(net: PFLTPSNet, hp: TrainParams, embedding_lr: float) -> 
     if net.linear_sal:
         groups.append({"params": [net.embedding], "lr": embedding_lr, "weight_decay": 0.0})
     if hp.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=hp.lr)
-    return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+        return Optimizer("adam", groups, lr=hp.lr)
+    return Optimizer("sgd", groups, lr=hp.lr, momentum=hp.momentum)
 
 
 class PFLTPSClient(Client):

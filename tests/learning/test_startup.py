@@ -1,0 +1,124 @@
+"""Start-up work a run does not need is not done: the parsed Fashion-MNIST cache (hit,
+invalidated by a changed source, rejected when corrupt), model construction without
+sympy, training without ``torch._dynamo``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import learning.data.fashion_mnist as fm
+from learning.models import build_model
+
+HAVE_REAL = all((fm.SYSTEM_DIR / f"{name}.gz").is_file() for name, _ in fm.FILES.values())
+
+
+def _fresh_python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=env).stdout.strip()
+
+
+@pytest.fixture
+def copy_of_fmnist(tmp_path: Path) -> Path:
+    if not HAVE_REAL:
+        pytest.skip("dataset-fashion-mnist not installed")
+    folder = tmp_path / "src"
+    shutil.copytree(fm.SYSTEM_DIR, folder)
+    return folder
+
+
+def _equal(a: fm.ArrayDataset, b: fm.ArrayDataset) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("train_x", "train_y", "test_x", "test_y"))
+
+
+def test_parsed_cache_hit_skips_parsing(copy_of_fmnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    first = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    parsed = fm.parsed_cache_path(copy_of_fmnist, cache)
+    assert parsed.is_file() and parsed.parent == cache / "parsed"
+    assert not list(parsed.parent.glob(".*.tmp"))  # written atomically, no leftovers
+
+    def no_parse(path: Path) -> bytes:
+        raise AssertionError(f"parsed {path} although the cache is valid")
+
+    monkeypatch.setattr(fm, "read_maybe_gzip", no_parse)
+    again = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    assert _equal(first, again) and again.train_y.dtype == np.int64 and again.num_classes == 10
+
+
+def test_parsed_cache_invalidated_when_the_source_changes(copy_of_fmnist: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    labels = copy_of_fmnist / "train-labels-idx1-ubyte.gz"
+    st = labels.stat()
+    os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, touched
+    reads: list[str] = []
+    real = fm.read_maybe_gzip
+    monkeypatch.setattr(fm, "read_maybe_gzip", lambda p: reads.append(Path(p).name) or real(p))
+    fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    assert len(reads) == 4  # re-parsed and re-checked
+    # A source that became invalid is reported as before, never masked by the cache.
+    labels.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x05")
+    with pytest.warns(UserWarning, match="not usable"):  # falls through to the system copy
+        ds = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    assert ds.train_x.shape == (60000, 28, 28)
+
+
+def test_corrupt_parsed_cache_is_rejected_and_rewritten(copy_of_fmnist: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    parsed = fm.parsed_cache_path(copy_of_fmnist, cache)
+    raw = bytearray(parsed.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside the training images
+    parsed.write_bytes(bytes(raw))
+    assert fm._read_parsed(parsed, fm._source_key(copy_of_fmnist)) is None
+    again = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
+    assert _equal(first, again)
+    assert fm._read_parsed(parsed, fm._source_key(copy_of_fmnist)) is not None  # rewritten
+    parsed.write_bytes(b"not a zip")
+    assert _equal(first, fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache))
+
+
+def test_unwritable_cache_is_skipped(copy_of_fmnist: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache root would be")
+    ds = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=blocker / "sub")
+    assert ds.train_x.shape == (60000, 28, 28)
+
+
+def test_build_model_equals_to_empty_path_without_sympy() -> None:
+    # Same parameters as materialising with Module.to_empty (the previous implementation).
+    from learning.models import resolve_model_config
+    from learning.models.vit import ViT, init_vit_
+
+    cfg = {"name": "vit", "patch_size": 7, "dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0}
+    model = build_model(cfg, (1, 28, 28), 10, seed=5)
+    kwargs = {k: v for k, v in resolve_model_config(cfg).items() if k != "name"}
+    with torch.device("meta"):
+        ref = ViT((1, 28, 28), 10, **kwargs)
+    ref = init_vit_(ref.to_empty(device="cpu"), torch.Generator().manual_seed(5))
+    a, b = model.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(p.requires_grad and not p.is_meta for p in model.parameters())
+    code = ("import sys; from learning.models import build_model; "
+            "build_model({'name': 'vit', 'dim': 16, 'heads': 2}, (1, 28, 28), 10); print('sympy' in sys.modules)")
+    assert _fresh_python(code) == "False"
+
+
+def test_local_training_does_not_import_dynamo() -> None:
+    # torch.optim's optimizers import torch._dynamo (+ sympy, pandas) on first use; ours do not.
+    code = ("import sys, torch; from learning.algorithms.training import TrainParams, train_local; "
+            "from learning.models import build_model; m = build_model({'name': 'vit', 'dim': 16, 'heads': 2}, "
+            "(1, 28, 28), 10); x = torch.randn(8, 1, 28, 28); y = torch.arange(8) % 10; "
+            "train_local(m, x, y, TrainParams(optimizer='sgd', batch_size=4), seed=0); "
+            "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
+    assert _fresh_python(code) == "False False"
