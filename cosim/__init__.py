@@ -11,6 +11,7 @@ neither PyTorch nor pandas)::
     cosim.resume(run_dir) -> Run
     cosim.open_run(run_dir) -> Run      # .events .rounds .devices (DataFrames) .summary .scenario
     cosim.compare(scenario, vary={...}, out=...) -> pandas.DataFrame
+    cosim.checks.check_algorithm(cls) / check_policy / check_allocator   # plugin conformance
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs only
     from cosim.scenario import Scenario, ScenarioError
 
 
+#: Submodules reachable as attributes without importing them first (``cosim.checks.check_policy``).
+_SUBMODULES = ("checks",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cosim.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cosim' has no attribute {name!r}")
@@ -50,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})

@@ -84,7 +84,10 @@ class LearningSide:
             p = dict(cfg.dataset.params)
             size = int(p.get("image_size", 28))
             return int(p.get("num_train", 6000)), (1, size, size), int(p.get("num_classes", 10))
-        return _DATASET_SHAPES[name]
+        if name in _DATASET_SHAPES:
+            return _DATASET_SHAPES[name]
+        loaded = load_dataset(name, path=cfg.dataset.path, **dict(cfg.dataset.params))  # a plugin: load it once
+        return len(loaded.train_y), (1, *loaded.train_x.shape[1:]), int(loaded.num_classes)
 
     def restore_algorithm(self, algorithm) -> None:
         """Continue with `algorithm` (from a checkpoint, its data re-attached)."""

@@ -104,9 +104,16 @@ def _dataset_shape(scenario: Any, problems: list[str]) -> tuple[int, tuple[int, 
     dataset = scenario.learning.dataset
     params = dict(dataset.params)
     prefix = "learning.dataset.params"
-    if dataset.name != "synthetic":
+    if dataset.name in _KNOWN_SIZES:
         n_train, classes = _KNOWN_SIZES[dataset.name]
         return n_train, (1, 28, 28), classes
+    if dataset.name != "synthetic":  # a plugin: only loading it tells its size
+        from learning.data.federated import load_dataset
+
+        loaded = _attempt(problems, lambda: load_dataset(dataset.name, path=dataset.path, **params), lambda m: prefix)
+        if loaded is None:
+            return None
+        return len(loaded.train_y), (1, *loaded.train_x.shape[1:]), int(loaded.num_classes)
     from learning.data.synthetic import make_synthetic
 
     before = len(problems)

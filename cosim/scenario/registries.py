@@ -1,4 +1,4 @@
-"""Names the scenario may use for pluggable parts, looked up lazily.
+"""Names the scenario may use for pluggable parts, looked up lazily; plugins.
 
 The radio and learning layers own their registries (dicts of name -> class). The
 scenario schema only needs their *names*, and must work while a layer is still
@@ -6,12 +6,32 @@ missing (e.g. ``python -m cosim validate`` on a partial checkout), so each looku
 imports the owning module on demand and falls back to a fixed tuple when that module
 (or its registry attribute) does not exist. An import error raised *inside* an
 existing module is not swallowed: that is a bug to see, not a reason to guess.
+
+Plugins (see :data:`KINDS`): wherever a scenario names a pluggable part it may also
+give
+
+- an import path ``"package.module:Name"`` (any importable module), or
+- the name of an installed entry point in the kind's group (``cosim.algorithms``,
+  ``cosim.policies``, ``cosim.allocators``, ``cosim.mobility``, ``cosim.pathloss``,
+  ``cosim.datasets``, ``cosim.models``), declared by the plugin's package::
+
+      [project.entry-points."cosim.policies"]
+      greedy_battery = "mypkg.policies:GreedyBattery"
+
+:func:`resolve` loads the object and adds it to the owning layer's registry under the
+name the scenario used, so every later lookup by that name (in the engine, or inside
+the learning layer for models and datasets) finds it. Built-in names win over entry
+points of the same name. A name that cannot be resolved is one line naming what is
+allowed. :mod:`cosim.checks` tests a plugin against the contract built-ins follow.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Final
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from typing import Any, Final
 
 PATHLOSS_FALLBACK: Final = ("free_space", "log_distance", "uma", "umi", "rma")
 PROFILES_FALLBACK: Final = ("high", "mid", "low", "iot")
@@ -81,3 +101,127 @@ def stale_update_algorithms() -> tuple[str, ...]:
     except ModuleNotFoundError:
         return STALE_UPDATE_FALLBACK
     return tuple(name for name, cls in ALGORITHMS.items() if getattr(cls, "stale_updates", False))
+
+
+# ----------------------------------------------------------------------------- plugins
+@dataclass(frozen=True)
+class Kind:
+    """One pluggable part: where its registry lives and the entry-point group of its plugins."""
+
+    module: str
+    attribute: str
+    group: str
+    fallback: tuple[str, ...]
+
+
+#: Pluggable parts by kind. ``fallback``: the built-in names when the owning module cannot be imported.
+KINDS: Final[dict[str, Kind]] = {
+    "algorithms": Kind("learning.algorithms", "ALGORITHMS", "cosim.algorithms", ALGORITHMS_FALLBACK),
+    "policies": Kind("cosim.engine.policies", "SELECTION_POLICIES", "cosim.policies", SELECTIONS),
+    "allocators": Kind("radio.ofdma", "ALLOCATORS", "cosim.allocators", ALLOCATORS_FALLBACK),
+    "mobility": Kind("radio.mobility", "MOBILITY", "cosim.mobility", MOBILITY_FALLBACK),
+    "pathloss": Kind("radio.pathloss", "MODELS", "cosim.pathloss", PATHLOSS_FALLBACK),
+    "datasets": Kind("learning.data.federated", "DATASETS", "cosim.datasets", DATASETS),
+    "models": Kind("learning.models", "MODELS", "cosim.models", ("vit",)),
+}
+#: ``package.module:Name`` (dotted attribute paths allowed after the colon).
+IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class PluginError(ValueError):
+    """A pluggable part's name could not be resolved (one line: the name and what is allowed)."""
+
+
+def _kind(kind: str) -> Kind:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown plugin kind {kind!r} (expected one of {', '.join(KINDS)})") from None
+
+
+def _registry(kind: str) -> dict[str, Any]:
+    spec = _kind(kind)
+    registry = getattr(importlib.import_module(spec.module), spec.attribute)
+    if not isinstance(registry, dict):
+        raise TypeError(f"{spec.module}.{spec.attribute} is not a dict")
+    return registry
+
+
+def entry_points(kind: str) -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed entry points of ``kind``'s group, by name (first one wins on duplicates)."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for entry in importlib.metadata.entry_points(group=_kind(kind).group):
+        found.setdefault(entry.name, entry)
+    return found
+
+
+def builtin_names(kind: str) -> tuple[str, ...]:
+    """The names ``kind``'s own registry holds (without plugins resolved so far)."""
+    spec = _kind(kind)
+    return tuple(n for n in registry_names(spec.module, spec.attribute, spec.fallback) if not IMPORT_PATH.match(n))
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """Every name a scenario may use for ``kind`` without an import path: built-ins, then entry points."""
+    own = builtin_names(kind)
+    return own + tuple(sorted(n for n in entry_points(kind) if n not in own))
+
+
+def allowed_text(kind: str) -> str:
+    """What a scenario may name for ``kind``, for error messages."""
+    return f"{', '.join(names(kind))}, or an import path 'package.module:Name'"
+
+
+def load_import_path(path: str) -> Any:
+    """The object ``package.module:Name`` names; ``PluginError`` (one line) if it cannot be loaded."""
+    if not IMPORT_PATH.match(path):
+        raise PluginError(f"{path!r} is not an import path 'package.module:Name'")
+    module_name, _, attributes = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"{path!r}: cannot import {module_name!r} ({exc})") from None
+    for attribute in attributes.split("."):
+        if not hasattr(obj, attribute):
+            raise PluginError(f"{path!r}: module {module_name!r} has no attribute {attributes!r}")
+        obj = getattr(obj, attribute)
+    return obj
+
+
+def resolve(kind: str, name: str) -> Any:
+    """The class or function ``name`` stands for in ``kind``: a built-in, an entry point or an import path.
+
+    A plugin is added to the owning layer's registry under ``name`` (so lookups by
+    that name elsewhere find it). Raises :class:`PluginError` with one line naming
+    the allowed names when ``name`` is none of these.
+    """
+    registry = _registry(kind)
+    if name in registry:
+        return registry[name]
+    if ":" in name:
+        obj = load_import_path(name)
+    else:
+        found = entry_points(kind).get(name)
+        if found is None:
+            raise PluginError(f"{name!r} is not one of {allowed_text(kind)}")
+        try:
+            obj = found.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin's import is reported in one line
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise PluginError(f"{name!r}: entry point {found.value!r} of {found.group!r} failed to load "
+                              f"({type(exc).__name__}: {first})") from None
+    registry[name] = obj
+    return obj
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid name for ``kind`` (resolving plugins), else ``PluginError``.
+
+    Built-in names are accepted without importing the owning layer when it cannot be
+    imported (partial checkout); plugins need it.
+    """
+    spec = _kind(kind)
+    if ":" not in name and (name in spec.fallback or name in registry_names(spec.module, spec.attribute, spec.fallback)):
+        return name
+    resolve(kind, name)
+    return name

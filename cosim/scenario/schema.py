@@ -11,7 +11,6 @@ a ``cosim_cross`` error that :mod:`cosim.scenario.errors` expands to one line ea
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -96,9 +95,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-def _registry_validator(field: str, lookup: Callable[[], tuple[str, ...]]) -> Any:
+def _registry_validator(field: str, kind: str) -> Any:
+    """A validator accepting a built-in name, an installed plugin's name or ``package.module:Name`` of ``kind``."""
+
     def check(cls: type, value: str) -> str:
-        return _choice(value, lookup())
+        try:
+            return registries.check_name(kind, value)
+        except registries.PluginError as exc:
+            raise PydanticCustomError("cosim", "{message}", {"message": str(exc)}) from None
 
     return field_validator(field)(classmethod(check))
 
@@ -126,7 +130,7 @@ class Cell(StrictModel):
     tx_power_dbm: Annotated[float, Field(ge=TX_POWER_RANGE_DBM[0], le=TX_POWER_RANGE_DBM[1]), AfterValidator(float)] = 43.0
     noise_figure_db: NonNegativeFloat = 5.0
 
-    check_pathloss = _registry_validator("pathloss", registries.pathloss_models)
+    check_pathloss = _registry_validator("pathloss", "pathloss")
 
     @field_validator("pathloss_params")
     @classmethod
@@ -140,7 +144,7 @@ class Mobility(StrictModel):
     model: str = "static"
     params: Params = Field(default_factory=dict)
 
-    check_model = _registry_validator("model", registries.mobility_models)
+    check_model = _registry_validator("model", "mobility")
 
     @field_validator("params")
     @classmethod
@@ -244,10 +248,7 @@ class Dataset(StrictModel):
     path: str | None = None
     params: Params = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _choice(value, registries.DATASETS)
+    check_name = _registry_validator("name", "datasets")
 
     @field_validator("params")
     @classmethod
@@ -278,7 +279,7 @@ class Algorithm(StrictModel):
     name: str = "fedavg"
     params: Params = Field(default_factory=dict)
 
-    check_name = _registry_validator("name", registries.algorithms)
+    check_name = _registry_validator("name", "algorithms")
 
     @field_validator("params")
     @classmethod
@@ -306,6 +307,10 @@ class Learning(StrictModel):
         if not isinstance(name, str) or not name:
             raise PydanticCustomError("cosim", "needs a 'name' key naming the model (got {name})",
                                       {"name": fmt_value(name)})
+        try:
+            registries.check_name("models", name)
+        except registries.PluginError as exc:
+            raise PydanticCustomError("cosim", "name {message}", {"message": str(exc)}) from None
         return _finite_tree(value)
 
 
@@ -333,7 +338,7 @@ class FL(StrictModel):
 
     rounds: Annotated[int, Field(ge=1, le=MAX_ROUNDS)]
     devices_per_round: PositiveInt
-    selection: Literal["random", "round_robin", "channel_aware", "energy_aware", "deadline_aware"] = "random"
+    selection: str = "random"
     allocator: str = "equal"
     deadline_s: PositiveFloat | None = None
     min_updates: NonNegativeInt = 1
@@ -345,7 +350,8 @@ class FL(StrictModel):
     mixing: Annotated[float, Field(gt=0, le=1), AfterValidator(float)] = 0.6
     staleness: Staleness = Field(default_factory=lambda: Staleness())
 
-    check_allocator = _registry_validator("allocator", registries.allocators)
+    check_allocator = _registry_validator("allocator", "allocators")
+    check_selection = _registry_validator("selection", "policies")
 
 
 class Execution(StrictModel):

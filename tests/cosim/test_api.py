@@ -54,7 +54,8 @@ def test_load_scenario_errors_are_one_line_per_problem() -> None:
     with pytest.raises(ScenarioError) as info:
         cosim.load_scenario(SMOKE, overrides={"fl.devices_per_round": 80, "fl.selection": "bogus"})
     assert info.value.problems == [  # field errors first; cross-field checks run on a valid model
-        "fl.selection: 'bogus' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware",
+        "fl.selection: 'bogus' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware, "
+        "or an import path 'package.module:Name'",
     ]
     with pytest.raises(ScenarioError) as info:
         cosim.load_scenario(SMOKE, overrides={"fl.devices_per_round": 80})

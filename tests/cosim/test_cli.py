@@ -41,7 +41,7 @@ def test_validate_errors_subprocess() -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [
         "cosim: error: fl.selection: 'bogus' is not one of random, round_robin, channel_aware, energy_aware, "
-        "deadline_aware",
+        "deadline_aware, or an import path 'package.module:Name'",
     ]
 
 

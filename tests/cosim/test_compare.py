@@ -79,7 +79,8 @@ def test_invalid_cells_fail_before_anything_runs(tmp_path: Path) -> None:
     assert info.value.problems == [
         "fl.bogus: unknown key (allowed: rounds, devices_per_round, selection, allocator, deadline_s, "
         "min_updates, dvfs, mode, concurrency, buffer_size, server_lr, mixing, staleness)",
-        "fl.selection: 'bad' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware",
+        "fl.selection: 'bad' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware, "
+        "or an import path 'package.module:Name'",
     ]
     assert not out.exists()
     with pytest.raises(ScenarioError, match="--baseline fl.selection=x: not a varied value"):

@@ -91,7 +91,8 @@ def test_exponent_floats_without_dot_are_numbers() -> None:
         (["fl.devices_per_round=80"], "fl.devices_per_round: 80 > devices.count (50)"),
         (["fl.min_updates=11"], "fl.min_updates: 11 > fl.devices_per_round (10)"),
         (["fl.selection=bogus"],
-         "fl.selection: 'bogus' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware"),
+         "fl.selection: 'bogus' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware, "
+         "or an import path 'package.module:Name'"),
         (["radio.coherence_s=-1"], "radio.coherence_s: -1 must be > 0"),
         (["radio.snr_gap_db=-0.5"], "radio.snr_gap_db: -0.5 must be >= 0"),
         (["devices.colour=red"],

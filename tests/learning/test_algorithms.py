@@ -45,6 +45,14 @@ def data() -> TinyData:
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_conformance_check(name: str) -> None:
+    """The reusable plugin check (``cosim.checks``) holds for every built-in algorithm."""
+    from cosim.checks import check_algorithm
+
+    check_algorithm(ALGORITHMS[name])
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_contract(name: str, data: TinyData) -> None:
     cls = ALGORITHMS[name]
     assert cls.name == name and isinstance(cls.communicates, bool) and isinstance(cls.personalized, bool)

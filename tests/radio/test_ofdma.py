@@ -60,6 +60,9 @@ def test_shares_nonnegative_and_sum_to_one(name, state) -> None:
 
 @pytest.mark.parametrize("name", sorted(ALLOCATORS))
 def test_contract_empty_single_pickle_and_errors(name) -> None:
+    from cosim.checks import check_allocator  # the reusable plugin check holds for every built-in
+
+    check_allocator(ALLOCATORS[name], channel_blind=name == "equal")
     alloc = ALLOCATORS[name]
     assert alloc(np.zeros(0), np.zeros(0), np.zeros(0)).shape == (0,)
     np.testing.assert_array_equal(alloc([2.0], [100.0], [1e6]), [1.0])

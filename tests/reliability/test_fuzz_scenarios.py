@@ -62,7 +62,7 @@ FIELD_MUTATIONS: dict[str, list[str]] = {
     "learning.dataset.name": ["'cifar'", "null"],
     "learning.partition.name": ["'random'", "3"],
     "learning.max_train_per_device": ["0", "-5", "1.5"],
-    "learning.model": ["{dim: 32}", "'vit'", "{name: ''}"],
+    "learning.model": ["{dim: 32}", "'nope'", "{name: ''}"],
     "learning.model.dim": [".inf", ".nan"],
     "learning.algorithm.name": ["'fedsgd'", "null"],
     "learning.eval_every": ["0", "-1"],

@@ -1,0 +1,275 @@
+"""Conformance checks for pluggable parts, like Gymnasium's ``check_env``.
+
+Each ``check_*`` function exercises one contract the engine relies on and raises
+:class:`ConformanceError` (an ``AssertionError``) with one line naming the part and
+the broken rule; it returns ``None`` when the part conforms. The built-ins pass them
+(the registry tests call them for every registered name), and so must a plugin::
+
+    from cosim.checks import check_policy
+    check_policy(MyPolicy)
+
+- :func:`check_policy` — a selection policy class ``cls(n_devices)`` with
+  ``select(SelectionContext, k) -> device ids`` (see :mod:`cosim.engine.policies`).
+- :func:`check_allocator` — a bandwidth allocator ``f(se_bps_hz, remaining_bytes,
+  average_rate_bps) -> shares`` (see :mod:`radio.ofdma`).
+- :func:`check_algorithm` — an FL algorithm class (see :mod:`learning.algorithms.base`),
+  driven through a few rounds on tiny synthetic data.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+
+#: Devices of the contexts a policy is checked with.
+POLICY_DEVICES = 12
+#: Random states tried per check.
+TRIALS = 20
+
+
+class ConformanceError(AssertionError):
+    """A plugin breaks the contract of its kind (one line: which part, which rule)."""
+
+
+def _require(condition: bool, what: str, rule: str) -> None:
+    if not condition:
+        raise ConformanceError(f"{what}: {rule}")
+
+
+def _name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+# ----------------------------------------------------------------------------- policies
+def _contexts(n: int, seed: int) -> list[Any]:
+    from cosim.engine.policies import SelectionContext
+
+    rng = np.random.default_rng(seed)
+    contexts = []
+    for trial in range(TRIALS):
+        alive = rng.random(n) < (1.0 if trial == 0 else 0.0 if trial == 1 else rng.uniform(0.2, 1.0))
+        contexts.append(SelectionContext(
+            round_idx=trial,
+            alive=alive,
+            expected_uplink_rate_bps=rng.uniform(1e5, 1e8, n),
+            expected_energy_j=rng.uniform(0.1, 10.0, n),
+            expected_time_s=rng.uniform(0.5, 20.0, n),
+            battery_j=rng.uniform(0.0, 1e3, n),
+            deadline_s=None if trial % 2 else 8.0,
+            rng=np.random.default_rng(1000 + trial),
+        ))
+    return contexts
+
+
+def _selections(policy: Any, n: int, seed: int) -> list[list[int]]:
+    picks = []
+    for trial, ctx in enumerate(_contexts(n, seed)):
+        k = 1 + trial % n
+        chosen = np.asarray(policy.select(ctx, k))
+        picks.append([int(d) for d in chosen])
+    return picks
+
+
+def check_policy(cls: type, n_devices: int = POLICY_DEVICES) -> None:
+    """Check a selection-policy class: ``cls(n_devices).select(ctx, k)`` -> distinct alive ids.
+
+    Rules: it builds from the device count alone; ``select`` returns a 1-D integer
+    array of at most ``k`` distinct ids, all alive; the same inputs and generator
+    give the same choice; it pickles mid-run (checkpoints) and the copy goes on
+    choosing exactly as the original does.
+    """
+    what = f"selection policy {_name(cls)}"
+    try:
+        policy = cls(n_devices)
+    except Exception as exc:  # noqa: BLE001 - reported as a broken rule
+        raise ConformanceError(f"{what}: cls(n_devices) failed: {type(exc).__name__}: {exc}") from None
+    _require(callable(getattr(policy, "select", None)), what, "has no select(ctx, k) method")
+    for trial, ctx in enumerate(_contexts(n_devices, seed=0)):
+        k = 1 + trial % n_devices
+        chosen = np.asarray(policy.select(ctx, k))
+        _require(chosen.ndim == 1 and (chosen.size == 0 or np.issubdtype(chosen.dtype, np.integer)), what,
+                 f"select must return a 1-D integer array, got dtype {chosen.dtype} shape {chosen.shape}")
+        _require(len(set(chosen.tolist())) == chosen.size, what, f"select returned repeated ids {chosen.tolist()}")
+        _require(chosen.size <= k, what, f"select returned {chosen.size} ids for k={k}")
+        _require(bool(np.all(ctx.alive[chosen])) if chosen.size else True, what,
+                 f"select returned dead devices {[int(d) for d in chosen if not ctx.alive[d]]}")
+    first, second = _selections(cls(n_devices), n_devices, 1), _selections(cls(n_devices), n_devices, 1)
+    _require(first == second, what, "same inputs and generator must give the same selections")
+    policy = cls(n_devices)
+    contexts = _contexts(n_devices, seed=2)
+    half = len(contexts) // 2
+    for ctx in contexts[:half]:
+        policy.select(ctx, 3)
+    try:
+        copy = pickle.loads(pickle.dumps(policy))
+    except Exception as exc:  # noqa: BLE001
+        raise ConformanceError(f"{what}: does not pickle (checkpoints need it): {type(exc).__name__}: {exc}") from None
+    for ctx in contexts[half:]:
+        twin = pickle.loads(pickle.dumps(ctx))
+        a, b = np.asarray(policy.select(ctx, 3)), np.asarray(copy.select(twin, 3))
+        _require(a.tolist() == b.tolist(), what, "a pickled copy chooses differently from the original")
+
+
+# ----------------------------------------------------------------------------- allocators
+def check_allocator(allocate: Any, channel_blind: bool = False) -> None:
+    """Check a bandwidth allocator ``allocate(se_bps_hz, remaining_bytes, average_rate_bps) -> x``.
+
+    Rules: no flows give an empty array; one flow gets the whole band; shares are
+    finite, >= 0, float64, shaped like the input and sum to 1; a flow without coverage
+    (SE 0) gets no share while another has coverage (unless ``channel_blind``); with
+    no coverage at all the shares are equal; the result is deterministic; the function
+    pickles (process executors and checkpoints); negative or mismatched inputs raise
+    ``ValueError``.
+    """
+    what = f"allocator {_name(allocate)}"
+    empty = np.asarray(allocate(np.zeros(0), np.zeros(0), np.zeros(0)))
+    _require(empty.shape == (0,), what, f"no flows must give shape (0,), got {empty.shape}")
+    single = np.asarray(allocate(np.array([2.0]), np.array([100.0]), np.array([1e6])))
+    _require(single.tolist() == [1.0], what, f"one flow must get the whole band, got {single.tolist()}")
+    rng = np.random.default_rng(0)
+    for trial in range(TRIALS):
+        n = 1 + trial % 9
+        se = np.where(rng.random(n) < 0.25, 0.0, rng.uniform(1e-3, 8.0, n))
+        remaining = rng.integers(0, 10**7, n).astype(float)
+        average = rng.uniform(0.0, 1e8, n)
+        x = np.asarray(allocate(se, remaining, average))
+        _require(x.shape == (n,) and x.dtype == np.float64, what, f"shares must be float64 of shape ({n},)")
+        _require(bool(np.all(np.isfinite(x)) and np.all(x >= 0.0)), what, f"shares must be finite and >= 0: {x}")
+        _require(abs(float(x.sum()) - 1.0) < 1e-9, what, f"shares must sum to 1, got {float(x.sum())!r}")
+        if not channel_blind and np.any(se > 0):
+            _require(bool(np.all(x[se == 0] == 0.0)), what, "a flow without coverage (SE 0) got a share")
+        again = np.asarray(allocate(se.copy(), remaining.copy(), average.copy()))
+        _require(np.array_equal(x, again), what, "same inputs must give the same shares")
+    blind = np.asarray(allocate(np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4)))
+    _require(np.allclose(blind, 0.25), what, f"with no coverage at all shares must be equal, got {blind.tolist()}")
+    try:
+        pickle.loads(pickle.dumps(allocate))
+    except Exception as exc:  # noqa: BLE001
+        raise ConformanceError(f"{what}: does not pickle: {type(exc).__name__}: {exc}") from None
+    for args, rule in ((([1.0, 2.0], [1.0], [1.0, 1.0]), "mismatched shapes"), (([-1.0], [1.0], [1.0]), "negative SE")):
+        try:
+            allocate(*(np.asarray(a, dtype=float) for a in args))
+        except ValueError:
+            continue
+        raise ConformanceError(f"{what}: {rule} must raise ValueError")
+
+
+# ----------------------------------------------------------------------------- algorithms
+#: The tiny model and local-training settings an algorithm is checked with.
+CHECK_MODEL = {"name": "vit", "patch_size": 7, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
+CHECK_PARAMS = {"lr": 3e-3, "local_epochs": 1.0, "batch_size": 16}
+
+
+def tiny_federated_data(n_devices: int = 3, seed: int = 0) -> Any:
+    """Synthetic 28x28 data, 4 classes, split IID over ``n_devices`` (what :func:`check_algorithm` uses)."""
+    from learning.data import build_federated_data
+    from learning.data.synthetic import make_synthetic
+
+    dataset = make_synthetic(num_train=32 * n_devices, num_test=16 * n_devices, num_classes=4, seed=seed)
+    return build_federated_data(dataset, n_devices, "iid", {}, seed)
+
+
+def _tensors(state: Any, prefix: str = "") -> dict[str, Any]:
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    if isinstance(state, dict):
+        out: dict[str, Any] = {}
+        for key, value in state.items():
+            out.update(_tensors(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    import torch
+
+    ta, tb = _tensors(a), _tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def check_algorithm(cls: type, params: dict[str, Any] | None = None, model_config: dict[str, Any] | None = None,
+                    rounds: int = 2) -> None:
+    """Check an FL algorithm class against the contract the engine drives (``learning.algorithms.base``).
+
+    Builds it on :func:`tiny_federated_data` with ``model_config`` (default
+    :data:`CHECK_MODEL`) and ``params`` (default :data:`CHECK_PARAMS`) and runs
+    ``rounds`` synchronous rounds. Rules: ``name`` (str), ``communicates`` and
+    ``personalized`` (bool) class attributes; an unknown hyper-parameter is a
+    ``ValueError`` naming the allowed keys; ``client()`` is built once and pickles;
+    ``local_update`` is a pure function of its inputs (same seed, same result; another
+    seed, another result) returning a picklable ``LocalResult`` with the device, its
+    sample count, FLOPs > 0 and ``train_loss``/``train_accuracy`` metrics; downlink and
+    uplink exist exactly when the class communicates, carry the round number and
+    weigh what ``cost_model`` says; ``evaluate`` gives one accuracy in [0, 1] per
+    device and a global accuracy exactly when the algorithm is not personalized.
+    """
+    from learning.algorithms.base import CostModel, LocalResult
+
+    what = f"algorithm {_name(cls)}"
+    for attribute, kind in (("name", str), ("communicates", bool), ("personalized", bool)):
+        _require(isinstance(getattr(cls, attribute, None), kind), what, f"class attribute {attribute} must be a {kind.__name__}")
+    model = dict(CHECK_MODEL if model_config is None else model_config)
+    hyper = dict(CHECK_PARAMS if params is None else params)
+    try:
+        cls.resolve_params({**hyper, "no_such_param_xyz": 1})
+    except ValueError as exc:
+        _require("allowed" in str(exc) and "no_such_param_xyz" in str(exc), what,
+                 f"an unknown hyper-parameter must be a ValueError naming it and the allowed keys, got: {exc}")
+    else:
+        raise ConformanceError(f"{what}: an unknown hyper-parameter must raise ValueError")
+    data = tiny_federated_data()
+    algorithm = cls(data, model, hyper, 0)
+    client = algorithm.client()
+    _require(algorithm.client() is client, what, "client() must return the same client every time")
+    client = pickle.loads(pickle.dumps(client))
+    cost = cls.cost_model(model, hyper, tuple(data.input_shape), int(data.num_classes))
+    _require(isinstance(cost, CostModel), what, "cost_model must return a CostModel")
+    devices = list(range(data.n_devices))
+    for round_idx in range(rounds):
+        uplinks = {}
+        for device in devices:
+            payload = algorithm.downlink(device, round_idx)
+            _require((payload is not None) == cls.communicates, what,
+                     f"downlink must be {'a Payload' if cls.communicates else 'None'} (communicates={cls.communicates})")
+            if payload is not None:
+                _require(payload.config.get("round") == round_idx, what, "downlink config must carry the round number")
+                _require(payload.wire_bytes == cost.downlink_bytes, what,
+                         f"downlink weighs {payload.wire_bytes} B but cost_model says {cost.downlink_bytes} B")
+            state = algorithm.device_state(device)
+            result = client.local_update(device, state, payload, seed=100 * round_idx + device)
+            again = client.local_update(device, state, payload, seed=100 * round_idx + device)
+            _require(isinstance(result, LocalResult), what, "local_update must return a LocalResult")
+            _require(result.device == device and result.samples == data.num_train(device), what,
+                     "LocalResult must name its device and that device's training sample count")
+            _require(result.flops > 0, what, "LocalResult.flops must be > 0")
+            _require({"train_loss", "train_accuracy"} <= set(result.metrics), what,
+                     "LocalResult.metrics must hold train_loss and train_accuracy")
+            _require(_same(result.state, again.state) and result.metrics == again.metrics, what,
+                     "local_update must give the same result for the same inputs and seed")
+            _require((result.uplink is not None) == cls.communicates, what,
+                     "an uplink must exist exactly when the algorithm communicates")
+            if result.uplink is not None:
+                _require(result.uplink.config.get("round") == round_idx, what, "uplink config must carry the round number")
+                _require(result.uplink.wire_bytes == cost.uplink_bytes, what,
+                         f"uplink weighs {result.uplink.wire_bytes} B but cost_model says {cost.uplink_bytes} B")
+                uplinks[device] = (result.uplink, result.samples)
+            pickle.dumps(result)
+            algorithm.commit(result)
+        algorithm.aggregate(uplinks, round_idx)
+    state = algorithm.device_state(0)
+    payload = algorithm.downlink(0, rounds)
+    a = client.local_update(0, state, payload, seed=5)
+    b = client.local_update(0, state, payload, seed=6)
+    _require(not _same(a.uplink.tensors if a.uplink is not None else a.state,
+                       b.uplink.tensors if b.uplink is not None else b.state), what,
+             "local_update must depend on its seed (another seed, another result)")
+    evaluation = algorithm.evaluate(devices)
+    _require(set(evaluation.per_device_accuracy) == set(devices), what, "evaluate must give one accuracy per device")
+    _require(all(0.0 <= acc <= 1.0 for acc in evaluation.per_device_accuracy.values()), what,
+             "accuracies must be in [0, 1]")
+    _require((evaluation.global_accuracy is not None) == (not cls.personalized), what,
+             "evaluate must give a global accuracy exactly when the algorithm is not personalized")
