@@ -28,13 +28,14 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from analysis.async_plots import plot_availability, plot_staleness_hist  # noqa: E402
 from analysis.io import as_float, is_comparison_dir, is_run_dir, read_comparison, read_scenario, read_trace  # noqa: E402
 from analysis.table import short_key  # noqa: E402
 
 FIGSIZE = (8.0, 5.0)
 DPI = 100
 PLOTS = ("accuracy_vs_time", "accuracy_vs_rounds", "energy_vs_accuracy", "energy_cdf",
-         "bytes_per_round", "timeline", "map")
+         "bytes_per_round", "timeline", "map", "staleness_hist", "availability")
 PHASES = (("dl_end", "download", "tab:blue"), ("compute_end", "compute", "tab:orange"), ("ul_end", "upload", "tab:green"))
 
 
@@ -293,4 +294,6 @@ def plot_all(
         plot_bytes_per_round(series, target / "bytes_per_round.png"),
         plot_timeline(chosen, target / "timeline.png", round_index),
         plot_map(chosen, target / "map.png"),
+        plot_staleness_hist(series, target / "staleness_hist.png"),
+        plot_availability(chosen, target / "availability.png"),
     ]

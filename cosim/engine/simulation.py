@@ -92,6 +92,10 @@ class Simulation:
         self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
         self.availability = Availability(scenario.devices.availability, n, self.fleet.profile_names,
                                          self.fleet.profile_index, self.rngs["availability"])
+        if self.availability.model != "always":  # the initial states, so traces alone rebuild availability
+            for d, on in enumerate(self.availability.available.tolist()):
+                self.trace.event(0.0, 0, d, int(self.world.serving_cell[d]), "available" if on else "unavailable",
+                                 detail="initial")
         self.learning = LearningSide(scenario, n)
         checkpoint = None
         if checkpoint_path is not None:

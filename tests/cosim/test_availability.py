@@ -109,8 +109,12 @@ def test_engine_honours_trace_to_the_event_and_never_uses_an_unavailable_device(
     end_s = ev.time_s.max()
     expected = sorted([(s, d, "available") for d, s, _ in rows if 0 < s <= end_s]
                       + [(e, d, "unavailable") for d, _, e in rows if e <= end_s])
-    got = ev[ev.kind.isin(["available", "unavailable"])]
+    got = ev[ev.kind.isin(["available", "unavailable"]) & (ev.detail != "initial")]
     assert sorted(zip(got.time_s, got.device, got.kind)) == expected
+    initial = ev[ev.detail == "initial"]
+    assert list(initial.device) == list(range(6)) and (initial.time_s == 0).all()
+    assert list(initial.kind) == ["available" if any(s <= 0 < e for dd, s, e in rows if dd == d) else "unavailable"
+                                  for d in range(6)]
     # No device is selected, downloads, computes or uploads outside its intervals.
     def available(d: int, time_s: float, closed: bool) -> bool:
         return any(s <= time_s < e or (closed and time_s == e) for dd, s, e in rows if dd == d)
