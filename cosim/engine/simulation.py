@@ -22,6 +22,7 @@ import simpy
 
 from cosim.engine.availability import Availability
 from cosim.engine.checkpoint import load_checkpoint
+from cosim.engine.dvfs_budget import UplinkRateAverage, compute_budget_s
 from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
@@ -90,6 +91,8 @@ class Simulation:
         self.trace = TraceRecorder()
         self.fleet = Fleet(dict(scenario.devices.profiles), n, self.rngs["profiles"])
         self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
+        # Fade-averaged full-band uplink rate per device, for the DVFS time budget.
+        self.uplink_rate_average = UplinkRateAverage(self.world.uplink_full_band_rate_bps(np.arange(n)))
         self.availability = Availability(scenario.devices.availability, n, self.fleet.profile_names,
                                          self.fleet.profile_index, self.rngs["availability"])
         if self.availability.model != "always":  # the initial states, so traces alone rebuild availability
@@ -128,7 +131,7 @@ class Simulation:
 
     # -- checkpoints --------------------------------------------------------------
     _RESTORED = ("rngs", "fleet", "world", "policy", "trace", "uplink_bytes", "downlink_bytes", "rounds_selected",
-                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "ping_pongs",
+                 "rounds_completed", "final_device_accuracy", "last_eval", "rounds_done", "handovers", "ping_pongs", "uplink_rate_average",
                  "_tick_index", "availability")
 
     def checkpoint_state(self) -> dict:
@@ -173,6 +176,7 @@ class Simulation:
                 self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
                                  detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}"
                                         + (" ping_pong" if h.ping_pong else ""))
+            self.uplink_rate_average.update(self.world.uplink_full_band_rate_bps(np.arange(self.n_devices)), dt)
             for scheduler in self.ul + self.dl:
                 scheduler.channel_changed()
 
@@ -291,12 +295,18 @@ class Simulation:
         return True
 
     def _frequency(self, d: int, cycles: float, round_start_s: float, uplink_bytes: int) -> float:
+        """The DVFS clock for `d`'s compute; the time budget reserves the expected upload time
+        at the fade-averaged rate shared with the other updates in flight on its cell
+        (see `cosim.engine.dvfs_budget`)."""
         fleet = self.fleet
         deadline = self.scenario.fl.deadline_s
         budget = None
         if deadline is not None:
-            upload_s = 8.0 * uplink_bytes / max(float(self.world.uplink_full_band_rate_bps(np.array([d]))[0]), 1.0)
-            budget = np.array([deadline - (self.env.now - round_start_s) - upload_s])
+            serving = self.world.serving_cell
+            sharing = [o for o, proc in self.in_flight.items() if proc.is_alive and serving[o] == serving[d]]
+            budget = np.array([compute_budget_s(
+                deadline, self.env.now - round_start_s, uplink_bytes,
+                float(self.uplink_rate_average.mean_bps[d]), max(len(sharing), 1))])
         f = self.dvfs(np.array([cycles]), budget, fleet.f_min_hz[d:d + 1], fleet.f_max_hz[d:d + 1],
                       kappa=fleet.kappa[d:d + 1], static_power_w=fleet.cpu_static_power_w[d:d + 1])
         return float(np.asarray(f)[0])
