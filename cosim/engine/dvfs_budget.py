@@ -14,8 +14,9 @@ The budget here uses the flow model's expectation instead:
 - R̄_full: the device's full-band uplink rate to its serving cell averaged over world
   ticks (an exponentially weighted mean with time constant `RATE_AVERAGE_S`), i.e. the
   fade-averaged rate rather than the rate in the current coherence block;
-- n_cell: the round's selected devices served by the same cell at the round start
-  (the flows expected to share its band); with a concave rate r(x) of the share x,
+- n_cell: the updates still in flight (selected this round, or dispatched in the
+  asynchronous modes, and not finished) whose device the same cell serves, this one
+  included: the flows expected to share its band; with a concave rate r(x) of the share x,
   r(1/n) >= r(1)/n, so R̄_full/n_cell is conservative;
 - margin (`RATE_MARGIN` = 3): covers what the mean misses — a short upload sees one
   fade, and its time is the harmonic, not the arithmetic, mean of the rate. On
