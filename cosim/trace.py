@@ -14,6 +14,12 @@ have the same keys. Column dtypes are inferred from the values: bool -> bool,
 int -> int64, float (or int/float mixed) -> float64, str -> string; ``None`` is a
 null; an all-``None`` column is float64.
 
+Event levels (``output.events``): ``all`` keeps every event; ``transfers`` drops the
+world's per-device state events (:data:`WORLD_EVENT_KINDS`: handovers and availability
+changes), which dominate the trace at scale, and keeps everything the FL work does;
+``rounds`` keeps only round-level events (``device == NO_ID``: round start, aggregation,
+...). Counters in the summary (e.g. ``handovers``) do not depend on the level.
+
 pyarrow is imported when a table is built or written, not with this module (a run
 records for minutes before it writes; ``EVENT_SCHEMA`` is built on first access).
 Columns reach Arrow as numpy arrays, never as Python lists: for a list, pyarrow asks
@@ -51,6 +57,10 @@ EVENT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("duration_s", "float64", False),
     ("detail", "string", False),
 )
+#: ``output.events`` levels, from most to least detailed.
+EVENT_LEVELS = ("all", "transfers", "rounds")
+#: Event kinds about a device's radio/availability state rather than FL work (dropped by ``transfers``).
+WORLD_EVENT_KINDS = frozenset({"handover", "available", "unavailable"})
 _NUMPY_DTYPES = {"float64": np.float64, "int64": np.int64, "string": object, "bool": object}
 
 
@@ -160,6 +170,14 @@ class _FreeTable:
         for key, value in fields.items():
             self.columns[key].append(value)
 
+    def set_columns(self, columns: Mapping[str, Any]) -> None:
+        """Replace every row by whole columns (lists or 1-D numpy arrays of equal length);
+        the result is the same table as appending the rows one by one."""
+        lengths = {len(values) for values in columns.values()}
+        if not columns or len(lengths) != 1:
+            raise ValueError(f"{self.name} columns must be non-empty and of one length, got {sorted(lengths)}")
+        self.columns = dict(columns)
+
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
@@ -169,6 +187,11 @@ class _FreeTable:
         arrays = []
         fields = []
         for key, values in self.columns.items():
+            if isinstance(values, np.ndarray):  # a whole column (``set_columns``): no per-value work
+                kind = _ARRAY_TYPES.get(values.dtype.kind) or _infer_type(key, values)
+                arrays.append(pa.array(values, type=kind))
+                fields.append(pa.field(key, kind))
+                continue
             kind = _infer_type(key, values)
             if kind == pa.float64():
                 values = [None if v is None else float(v) for v in values]
@@ -179,10 +202,33 @@ class _FreeTable:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-class TraceRecorder:
-    """In-memory trace of one run: ``events``, ``rounds`` and ``devices`` tables."""
+class _ArrayTypes(dict):
+    """numpy dtype kind -> Arrow type (built on first use: pyarrow is imported lazily)."""
 
-    def __init__(self) -> None:
+    def get(self, kind: str, default: Any = None) -> Any:
+        if not self:
+            import pyarrow as pa
+
+            self.update(b=pa.bool_(), i=pa.int64(), f=pa.float64())
+        return super().get(kind, default)
+
+
+_ARRAY_TYPES = _ArrayTypes()
+
+
+class TraceRecorder:
+    """In-memory trace of one run: ``events``, ``rounds`` and ``devices`` tables.
+
+    Args:
+        events: which events to keep, one of :data:`EVENT_LEVELS` (see the module docstring).
+    """
+
+    events_level: str = "all"  # class default: recorders pickled before levels existed read as "all"
+
+    def __init__(self, events: str = "all") -> None:
+        if events not in EVENT_LEVELS:
+            raise ValueError(f"output.events {events!r}: allowed {list(EVENT_LEVELS)}")
+        self.events_level = events
         self._events: dict[str, list[Any]] = {name: [] for name, _, _ in EVENT_COLUMNS}
         self._rounds = _FreeTable("rounds")
         self._devices = _FreeTable("devices")
@@ -201,7 +247,10 @@ class TraceRecorder:
         duration_s: float = 0.0,
         detail: str = "",
     ) -> None:
-        """Append one event row (kept in insertion order). Use ``NO_ID`` for no device/cell."""
+        """Append one event row (kept in insertion order) if the level keeps it (``keeps``).
+        Use ``NO_ID`` for no device/cell."""
+        if self.events_level != "all" and not self.keeps(kind, device):
+            return
         columns = self._events
         columns["time_s"].append(float(time_s))
         columns["round"].append(int(round))
@@ -214,6 +263,14 @@ class TraceRecorder:
         columns["duration_s"].append(float(duration_s))
         columns["detail"].append(str(detail))
 
+    def keeps(self, kind: str, device: int = 0) -> bool:
+        """Whether an event of ``kind`` about ``device`` is recorded at this level."""
+        if self.events_level == "all":
+            return True
+        if self.events_level == "rounds":
+            return int(device) == NO_ID
+        return kind not in WORLD_EVENT_KINDS
+
     def round_row(self, **fields: Any) -> None:
         """Append one row to ``rounds`` (same keys as the first row)."""
         self._rounds.append(fields)
@@ -221,6 +278,11 @@ class TraceRecorder:
     def device_row(self, **fields: Any) -> None:
         """Append one row to ``devices`` (same keys as the first row)."""
         self._devices.append(fields)
+
+    def device_columns(self, **columns: Any) -> None:
+        """Set the whole ``devices`` table from columns (lists or 1-D arrays, one row per
+        device): O(devices) where ``device_row`` per device costs a dict per row."""
+        self._devices.set_columns(columns)
 
     def update_row(self, **fields: Any) -> None:
         """Append one row to ``updates`` (written only when it has rows)."""

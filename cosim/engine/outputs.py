@@ -83,19 +83,26 @@ def _mode_summary(sim) -> dict:
 
 
 def _device_rows(sim) -> None:
+    """The ``devices`` table, column by column (linear in the number of devices: a
+    per-device loop that read ``positions_m`` -- a copy of all positions -- was quadratic)."""
     fleet = sim.fleet
     total = fleet.total_energy_j()
-    for d in range(sim.n_devices):
-        sim.trace.device_row(
-            device=d, profile=fleet.profile(d), cell=int(sim.world.serving_cell[d]),
-            samples=int(sim.learning.samples[d]),
-            rounds_selected=int(sim.rounds_selected[d]), rounds_completed=int(sim.rounds_completed[d]),
-            energy_j=float(total[d]), **{f"{c}_energy_j": float(fleet.energy_j[c][d]) for c in ENERGY_COMPONENTS},
-            battery_j=float(fleet.battery_j[d]), alive=bool(fleet.alive[d]),
-            uplink_bytes=int(sim.uplink_bytes[d]), downlink_bytes=int(sim.downlink_bytes[d]),
-            final_accuracy=float(sim.final_device_accuracy[d]),
-            x_m=float(sim.world.mobility.positions_m[d, 0]), y_m=float(sim.world.mobility.positions_m[d, 1]),
-        )
+    positions = sim.world.mobility.positions_m
+    names = np.array(list(fleet.profile_names), dtype=object)
+    sim.trace.device_columns(
+        device=np.arange(sim.n_devices, dtype=np.int64), profile=names[np.asarray(fleet.profile_index)],
+        cell=np.asarray(sim.world.serving_cell, dtype=np.int64),
+        samples=np.asarray(sim.learning.samples, dtype=np.int64),
+        rounds_selected=np.asarray(sim.rounds_selected, dtype=np.int64),
+        rounds_completed=np.asarray(sim.rounds_completed, dtype=np.int64),
+        energy_j=np.asarray(total, dtype=np.float64),
+        **{f"{c}_energy_j": np.asarray(fleet.energy_j[c], dtype=np.float64) for c in ENERGY_COMPONENTS},
+        battery_j=np.asarray(fleet.battery_j, dtype=np.float64), alive=np.asarray(fleet.alive, dtype=bool),
+        uplink_bytes=np.asarray(sim.uplink_bytes, dtype=np.int64),
+        downlink_bytes=np.asarray(sim.downlink_bytes, dtype=np.int64),
+        final_accuracy=np.asarray(sim.final_device_accuracy, dtype=np.float64),
+        x_m=np.asarray(positions[:, 0], dtype=np.float64), y_m=np.asarray(positions[:, 1], dtype=np.float64),
+    )
 
 
 def _git_revision() -> str | None:

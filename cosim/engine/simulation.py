@@ -88,7 +88,7 @@ class Simulation:
         self.rngs = {name: np.random.default_rng(s) for name, s in zip(_RNG_STREAMS, seeds)}
         n = scenario.devices.count
         self.n_devices = n
-        self.trace = TraceRecorder()
+        self.trace = TraceRecorder(events=scenario.output.events)
         self.fleet = Fleet(dict(scenario.devices.profiles), n, self.rngs["profiles"])
         self.world = World(scenario, self.fleet.tx_power_dbm, self.rngs)
         # Fade-averaged full-band uplink rate per device, for the DVFS time budget.
@@ -170,12 +170,14 @@ class Simulation:
             next_index = self._tick_index + 1
             yield _At(self.env, next_index * dt)
             self._tick_index = next_index  # ticks done so far (a checkpoint resumes after them)
+            keep = self.trace.keeps("handover")
             for h in self.world.tick(dt, self.env.now):
                 self.handovers += 1
                 self.ping_pongs += h.ping_pong
-                self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
-                                 detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}"
-                                        + (" ping_pong" if h.ping_pong else ""))
+                if keep:
+                    self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
+                                     detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}"
+                                            + (" ping_pong" if h.ping_pong else ""))
             self.uplink_rate_average.update(self.world.uplink_full_band_rate_bps(np.arange(self.n_devices)), dt)
             for scheduler in self.ul + self.dl:
                 scheduler.channel_changed()

@@ -381,13 +381,17 @@ class Execution(StrictModel):
 
 
 class Output(StrictModel):
-    """Where and how traces are written. ``directory`` defaults to ``runs/<name>``."""
+    """Where and how traces are written. ``directory`` defaults to ``runs/<name>``; ``events``
+    chooses how much of the event stream is kept (at scale, handovers dominate it)."""
 
     directory: str | None = None
     formats: Annotated[list[Literal["parquet", "csv"]], Field(min_length=1)] = Field(
         default_factory=lambda: ["parquet"]
     )
     checkpoint_every: NonNegativeInt = 0
+    #: which events the trace keeps: all | transfers (no handover/availability events) | rounds
+    #: (round-level events only); see ``cosim.trace``. Summary counters do not depend on it.
+    events: Literal["all", "transfers", "rounds"] = "all"
 
     @field_validator("formats")
     @classmethod
