@@ -21,6 +21,9 @@ Link-level conventions (see README, "Radio model"):
 - fading: Rayleigh, or with `radio.fading: rician` Rician on LOS links only, with K
   drawn once per link from the cell model's TR 38.901 Table 7.5-6 (μ_K, σ_K) (or
   `radio.rician_k_db` for every LOS link); NLOS links are Rayleigh (K = 0).
+- frequency-selective fading with `radio.subbands` = N > 1: N independent subband gains
+  per link and block, combined into the capacity-equivalent gain at the link's
+  noise-limited full-band SNR (its SE is the mean of the per-subband SEs).
 - shadowing σ per link from its model with the link's distance (RMa LOS: 4 dB up to
   the breakpoint, 6 dB beyond).
 """
@@ -96,8 +99,12 @@ class World:
         self.shadowing = GudmundsonShadowing(std_db, decorr_m, shape, rngs["shadowing"])
         # Rician K of each link if it is LOS (drawn once, Table 7.5-6); NLOS links use K = 0.
         self._k_los_db = self._draw_k_factors_db(radio, rngs) if radio.fading == "rician" else np.zeros(shape)
-        self.fading_ul = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db)
-        self.fading_dl = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db)
+        self._subbands = int(radio.subbands)
+        ref_ul, ref_dl = self._reference_snrs(d2d)
+        self.fading_ul = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db,
+                                     subbands=self._subbands, reference_snr=ref_ul)
+        self.fading_dl = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db,
+                                     subbands=self._subbands, reference_snr=ref_dl)
         handover = radio.handover
         self._a3_offset_db = float(handover.a3_offset_db)
         self._ttt_s = float(handover.time_to_trigger_s)
@@ -135,6 +142,18 @@ class World:
             mu_db, sigma_db = model.RICIAN_K_LOS_DB or (9.0, 0.0)
             k_db[c] = mu_db + sigma_db * z[c]
         return np.clip(k_db, -50.0, 50.0)
+
+    def _reference_snrs(self, d2d_m: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Noise-limited full-band, full-power SNR without fast fading (uplink, downlink),
+        the reference of the subband abstraction (`radio.channel.BlockFading`); None, None
+        with a single subband (nothing to abstract)."""
+        if self._subbands == 1:
+            return None, None
+        pl = np.stack([model.loss_db(d2d_m[c], self._h_ut_m, self.los[c]) for c, model in enumerate(self._pathloss)])
+        shadow = self.shadowing.value_db
+        ul = snr_linear(self._ue_tx_power_dbm, pl, shadow, 1.0, self.ul_bandwidth_hz[:, None], self._bs_noise_figure_db)
+        dl = snr_linear(self._bs_tx_power_dbm, pl, shadow, 1.0, self.dl_bandwidth_hz[:, None], self._ue_noise_figure_db)
+        return ul, dl
 
     def _shadow_params(self, d2d_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # σ needs the distance: RMa LOS is 4 dB up to its breakpoint and 6 dB beyond.
@@ -224,8 +243,9 @@ class World:
         std_db, decorr_m = self._shadow_params(d2d)
         self.shadowing.set_params(std_db, decorr_m)
         self.shadowing.step(moved_m)
-        self.fading_ul.redraw(self.los)
-        self.fading_dl.redraw(self.los)
+        ref_ul, ref_dl = self._reference_snrs(d2d)
+        self.fading_ul.redraw(self.los, ref_ul)
+        self.fading_dl.redraw(self.los, ref_dl)
         self._refresh(d2d)
         return self.evaluate_handovers(self._rsrp_dbm(), self.now_s + dt_s if now_s is None else now_s)
 

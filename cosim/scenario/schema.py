@@ -227,6 +227,8 @@ class Radio(StrictModel):
     #: None: each LOS link's K drawn from its cell model's TR 38.901 Table 7.5-6 (μ_K, σ_K).
     rician_k_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
     handover: Handover = Field(default_factory=Handover)
+    #: Independently fading subbands per link (1: flat fading over the whole band).
+    subbands: Annotated[int, Field(ge=1, le=1024)] = 1
     shadowing: bool = True
     coherence_s: PositiveFloat = 1.0
     snr_gap_db: NonNegativeFloat = 0.0

@@ -137,3 +137,14 @@ def test_ping_pongs_counted_in_summary_and_traced(tmp_path):
     handovers = [d for k, d in zip(ev["kind"], ev["detail"]) if k == "handover"]
     assert summary["handovers"] == len(handovers) > 0
     assert summary["ping_pongs"] == sum(d.endswith(" ping_pong") for d in handovers) > 0
+
+
+def test_subbands_average_the_fading_of_each_link():
+    flat = world(["devices.count=2000", "fl.devices_per_round=1"])
+    selective = world(["devices.count=2000", "fl.devices_per_round=1", "radio.subbands=8"])
+    g_flat, g_sel = flat.fading_ul.gain_linear, selective.fading_ul.gain_linear
+    assert g_flat.var() == pytest.approx(1.0, rel=0.1)  # Exp(1)
+    assert g_sel.var() < 0.2  # capacity-equivalent gain of 8 subbands: var <= ~1/8
+    assert np.quantile(g_sel, 0.05) > 4 * np.quantile(g_flat, 0.05)
+    with pytest.raises(Exception, match="radio.subbands"):
+        world(["radio.subbands=0"])
