@@ -289,6 +289,8 @@ def compare(
     baseline: str | Mapping[str, Any] | None = None,
     target_accuracy: float | None = None,
     progress: ProgressArg = True,
+    backend: str = "local",
+    address: str = "auto",
 ) -> pd.DataFrame:
     """Run the grid of ``vary`` values × ``repeats`` (as ``cosim compare``) and return its table.
 
@@ -297,7 +299,8 @@ def compare(
     under ``out/cells/`` are reused. Returns the rows of ``out/comparison.parquet``: one
     per cell and repeat, a ``str`` column per varied key, then ``repeat``, ``seed``,
     ``run_dir`` and the metrics. ``frame.attrs`` holds ``varied`` (the key columns) and
-    ``out``. ``progress=True`` prints a line per finished run.
+    ``out``. ``progress=True`` prints a line per finished run. ``backend="ray"`` runs the
+    grid as Ray tasks on the cluster at ``address`` (``HOST:PORT``, ``auto`` or ``local``).
     """
     from analysis.io import read_comparison_frame
     from cosim.grid import compare as run_grid
@@ -311,5 +314,5 @@ def compare(
     else:
         log = None
     run_grid(scenario, _vary_items(vary), out, sets=_override_args(overrides), repeats=repeats, workers=workers, baseline=baseline,
-             target_accuracy=target_accuracy, log=log)
+             target_accuracy=target_accuracy, log=log, backend=backend, address=address)
     return read_comparison_frame(out)

@@ -128,7 +128,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     api.compare(args.scenario, args.vary, args.out, overrides=args.set, repeats=args.repeats, workers=args.workers,
-                baseline=args.baseline, target_accuracy=args.target_accuracy, progress=not args.quiet)
+                baseline=args.baseline, target_accuracy=args.target_accuracy, progress=not args.quiet,
+                backend=args.backend, address=args.address)
     baseline = parse_assignments(args.baseline) if args.baseline else None
     print(format_cells(read_comparison(args.out), baseline, args.format))
     print(f"comparison: {Path(args.out) / 'comparison.parquet'} (and .csv)")
@@ -171,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "'name' means KEY.name (learning.algorithm=fedavg,local); repeatable")
     comp.add_argument("--repeats", metavar="N", type=int, default=1, help="runs per cell (default 1)")
     comp.add_argument("--workers", metavar="W", type=int, default=1, help="parallel worker processes (default 1)")
+    comp.add_argument("--backend", choices=("local", "ray"), default="local",
+                      help="where runs execute: this machine (--workers processes) or Ray tasks on a cluster")
+    comp.add_argument("--address", metavar="HOST:PORT", default="auto",
+                      help="Ray cluster head for --backend ray (default auto: the cluster running here; "
+                           "local: a Ray instance in this process)")
     comp.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]",
                       help="cell the ratios are relative to; keys not named match each cell's own (default: first cell)")
     comp.add_argument("--target-accuracy", metavar="ACC", type=float,

@@ -11,9 +11,10 @@ scenario is a mapping with a ``name`` field is a shorthand for ``<key>.name``
 Every cell's scenario is validated before anything runs (all problems are reported at
 once, as :class:`ScenarioError` lines). Each run is an ordinary run directory
 ``OUT/cells/<slug>/rep<k>/`` where ``slug`` joins the cell's values filesystem-safely.
-Runs execute one after another in this process (``workers=1``) or in a ``spawn``
+Runs execute one after another in this process (``workers=1``), in a ``spawn``
 process pool (a script calling it with ``workers > 1`` needs the usual
-``if __name__ == "__main__":`` guard); a run whose ``summary.json`` exists is skipped
+``if __name__ == "__main__":`` guard), or as Ray tasks on a Ray cluster
+(``backend="ray"``, ``address="HOST:PORT"``; see ``cosim.grid_ray``); a run whose ``summary.json`` exists is skipped
 (resume), after checking that its ``scenario.yaml`` is the one this grid would run.
 Finally ``OUT/comparison.parquet``/``.csv`` get one row per cell and repeat (varied
 columns are named by the resolved key) and ``OUT/comparison.json`` the grid description.
@@ -234,8 +235,13 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str], None] | None = None) -> RunReport:
-    """Run every run of ``plan`` lacking a ``summary.json`` under ``out``, ``workers`` at a time."""
+def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str], None] | None = None,
+             backend: str = "local", address: str = "auto") -> RunReport:
+    """Run every run of ``plan`` lacking a ``summary.json`` under ``out``: ``workers`` at a time
+    on this machine (``backend="local"``) or as Ray tasks on the cluster at ``address``
+    (``backend="ray"``)."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"--backend {backend!r}: allowed 'local', 'ray'")
     root = Path(out)
     say = log or (lambda _line: None)
     report = RunReport()
@@ -253,7 +259,8 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
     if problems:
         raise CompareError(problems)
     total = len(plan.runs)
-    say(f"{len(report.skipped)} of {total} runs already done, {len(pending)} to run with {workers} worker(s)")
+    where = f"{workers} worker(s)" if backend == "local" else f"Ray tasks at {address}"
+    say(f"{len(report.skipped)} of {total} runs already done, {len(pending)} to run with {where}")
     if not pending:
         return report
     failures: list[str] = []
@@ -266,7 +273,11 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
             failures.append(f"{spec.run_dir}: {error}")
             say(f"[{done}/{len(pending)}] {spec.run_dir} FAILED: {error}")
 
-    if workers == 1:  # in this process: no pool to start, and scripts need no ``if __name__ == "__main__"``
+    if backend == "ray":
+        from cosim.grid_ray import run_on_ray
+
+        run_on_ray(plan.scenario, pending, root, address, workers, record)
+    elif workers == 1:  # in this process: no pool to start, and scripts need no ``if __name__ == "__main__"``
         for done, spec in enumerate(pending, start=1):
             record(done, spec, _run_one(str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)))
     else:
@@ -352,12 +363,14 @@ def compare(
     baseline: str | None = None,
     target_accuracy: float | None = None,
     log: Callable[[str], None] | None = None,
+    backend: str = "local",
+    address: str = "auto",
 ) -> tuple[Plan, RunReport]:
     """Validate, run (resuming) and tabulate the grid; returns the plan and what ran."""
     if target_accuracy is not None and not 0.0 <= target_accuracy <= 1.0:
         raise ScenarioError(f"--target-accuracy {target_accuracy:g}: must be in [0, 1] (accuracy is a fraction)")
     plan = build_plan(scenario, vary, sets, repeats, baseline)
     Path(out).mkdir(parents=True, exist_ok=True)
-    report = run_plan(plan, out, workers, log)
+    report = run_plan(plan, out, workers, log, backend=backend, address=address)
     write_comparison(plan, out, collect_rows(plan, out, target_accuracy), target_accuracy)
     return plan, report

@@ -28,7 +28,7 @@ import torch
 
 from learning.algorithms.base import Client, LocalResult
 
-__all__ = ["RayExecutor", "import_ray", "ClientActor", "ADDRESS_PATTERN"]
+__all__ = ["RayExecutor", "import_ray", "ClientActor", "ADDRESS_PATTERN", "use_cluster_token"]
 
 Task = tuple[int, Any, Any, int]
 #: accepted addresses: ``auto``, ``local`` or ``HOST:PORT``.
@@ -45,6 +45,22 @@ def import_ray() -> Any:
             "`pip install 'cosim[ray]'` (or `pip install 'ray>=2.9'`)"
         ) from exc
     return ray
+
+
+def use_cluster_token() -> None:
+    """Before connecting to an existing cluster by address: a cluster started with ``ray
+    start`` (Ray >= 2.5x) requires token authentication by default, but Ray's driver only
+    turns it on by itself for ``address="auto"``. Do what Ray does for ``auto``: use token
+    mode when a token is available (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is not set explicitly. No-op on a Ray
+    without token authentication."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # pragma: no cover - Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 class ClientActor:
@@ -87,6 +103,7 @@ class RayExecutor:
         if self.address == "local":
             self.ray.init(num_cpus=self.workers * self.threads, include_dashboard=False, log_to_driver=False)
         else:
+            use_cluster_token()
             self.ray.init(address=self.address, log_to_driver=False)
         self._started = True
 
