@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from radio.channel import BlockFading, GudmundsonShadowing
+from radio.constants import THERMAL_NOISE_DBM_PER_HZ, db_to_linear
 from radio.link import snr_linear, spectral_efficiency_bps_hz
 from radio.mobility import MOBILITY
 from radio.pathloss import MODELS as PATHLOSS_MODELS
@@ -100,6 +101,7 @@ class World:
         # Rician K of each link if it is LOS (drawn once, Table 7.5-6); NLOS links use K = 0.
         self._k_los_db = self._draw_k_factors_db(radio, rngs) if radio.fading == "rician" else np.zeros(shape)
         self._subbands = int(radio.subbands)
+        self._reference_budget_db = self._reference_link_budgets_db(scenario, device_tx_power_dbm)
         ref_ul, ref_dl = self._reference_snrs(d2d)
         self.fading_ul = BlockFading(radio.fading, 0.0, shape, rngs["fading"], los=self.los, k_factor_los_db=self._k_los_db,
                                      subbands=self._subbands, reference_snr=ref_ul)
@@ -150,9 +152,24 @@ class World:
         if self._subbands == 1:
             return None, None
         pl = np.stack([model.loss_db(d2d_m[c], self._h_ut_m, self.los[c]) for c, model in enumerate(self._pathloss)])
-        shadow = self.shadowing.value_db
-        ul = snr_linear(self._ue_tx_power_dbm, pl, shadow, 1.0, self.ul_bandwidth_hz[:, None], self._bs_noise_figure_db)
-        dl = snr_linear(self._bs_tx_power_dbm, pl, shadow, 1.0, self.dl_bandwidth_hz[:, None], self._ue_noise_figure_db)
+        loss_db = pl + self.shadowing.value_db
+        ul_db, dl_db = self._reference_budget_db
+        return db_to_linear(ul_db - loss_db), db_to_linear(dl_db - loss_db)
+
+    @staticmethod
+    def _reference_link_budgets_db(scenario, device_tx_power_dbm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Transmit power + antenna gains − full-band noise power [dB], uplink (n_cells, n_devices)
+        and downlink (n_cells, 1): the SNR of a link is this minus its loss. Antenna gains are
+        counted when the scenario defines them (`antenna_gain_dbi`), else 0 dBi."""
+        cells, devices = scenario.cells, scenario.devices
+        column = lambda name: np.array([float(getattr(c, name, 0.0)) for c in cells])[:, None]  # noqa: E731
+        gains_db = column("antenna_gain_dbi") + float(getattr(devices, "antenna_gain_dbi", 0.0))
+        ul_noise_dbm = (THERMAL_NOISE_DBM_PER_HZ + 10.0 * np.log10(column("uplink_bandwidth_hz"))
+                        + column("noise_figure_db"))
+        dl_noise_dbm = (THERMAL_NOISE_DBM_PER_HZ + 10.0 * np.log10(column("downlink_bandwidth_hz"))
+                        + float(devices.noise_figure_db))
+        ul = np.asarray(device_tx_power_dbm, dtype=float)[None, :] + gains_db - ul_noise_dbm
+        dl = column("tx_power_dbm") + gains_db - dl_noise_dbm
         return ul, dl
 
     def _shadow_params(self, d2d_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

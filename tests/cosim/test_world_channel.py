@@ -148,3 +148,15 @@ def test_subbands_average_the_fading_of_each_link():
     assert np.quantile(g_sel, 0.05) > 4 * np.quantile(g_flat, 0.05)
     with pytest.raises(Exception, match="radio.subbands"):
         world(["radio.subbands=0"])
+
+
+def test_subband_reference_snr_is_the_noise_limited_link_budget():
+    w = world(["devices.count=5", "fl.devices_per_round=1", "radio.subbands=4"])
+    ul, dl = w._reference_snrs(w.distances_m())
+    from radio.link import noise_power_dbm
+
+    loss = w.large_scale_loss_db
+    cell = w._pathloss  # smoke: two UMi cells, 33 dBm, NF 5 dB, 20 MHz; UE 23 dBm, NF 9 dB
+    assert len(cell) == 2
+    np.testing.assert_allclose(10 * np.log10(ul), 23.0 - loss - noise_power_dbm(20e6, 5.0), rtol=1e-12)
+    np.testing.assert_allclose(10 * np.log10(dl), 33.0 - loss - noise_power_dbm(20e6, 9.0), rtol=1e-12)
