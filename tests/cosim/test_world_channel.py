@@ -151,12 +151,15 @@ def test_subbands_average_the_fading_of_each_link():
 
 
 def test_subband_reference_snr_is_the_noise_limited_link_budget():
-    w = world(["devices.count=5", "fl.devices_per_round=1", "radio.subbands=4"])
-    ul, dl = w._reference_snrs(w.distances_m())
     from radio.link import noise_power_dbm
 
+    overrides = ["devices.count=5", "fl.devices_per_round=1", "radio.subbands=4"]
+    w = world(overrides)
+    ul, dl = w._reference_snrs(w.distances_m())
+    scenario = load_scenario(SMOKE, ["learning.mode=surrogate", *overrides])
+    # smoke: two UMi cells, 33 dBm, NF 5 dB, 20 MHz; UE 23 dBm (as built above), NF 9 dB.
+    gains_db = np.array([getattr(c, "antenna_gain_dbi", 0.0) for c in scenario.cells])[:, None] \
+        + getattr(scenario.devices, "antenna_gain_dbi", 0.0)
     loss = w.large_scale_loss_db
-    cell = w._pathloss  # smoke: two UMi cells, 33 dBm, NF 5 dB, 20 MHz; UE 23 dBm, NF 9 dB
-    assert len(cell) == 2
-    np.testing.assert_allclose(10 * np.log10(ul), 23.0 - loss - noise_power_dbm(20e6, 5.0), rtol=1e-12)
-    np.testing.assert_allclose(10 * np.log10(dl), 33.0 - loss - noise_power_dbm(20e6, 9.0), rtol=1e-12)
+    np.testing.assert_allclose(10 * np.log10(ul), 23.0 + gains_db - loss - noise_power_dbm(20e6, 5.0), rtol=1e-12)
+    np.testing.assert_allclose(10 * np.log10(dl), 33.0 + gains_db - loss - noise_power_dbm(20e6, 9.0), rtol=1e-12)
