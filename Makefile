@@ -6,29 +6,44 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 SCENARIO   ?= scenarios/urban_50dev.yaml
 PYTEST_ARGS ?=
-# Extras installed with the project: the tests include a local Ray instance (ray extra);
-# `make test EXTRAS=test` skips that test instead (remove .venv first to reinstall).
+# Extras installed for `make test`: the tests include a local Ray instance (ray extra);
+# `make test EXTRAS=test` installs without Ray and skips that test.
 EXTRAS     ?= test,ray
+# Extras installed for `make run` / `make venv`: none, running needs only the core dependencies.
+RUN_EXTRAS ?=
 
 BIN := $(VENV)/bin
+
+# One install stamp per (TORCH_SPEC, extras): changing either reinstalls instead of being ignored.
+stamp = $(VENV)/.installed-$(1)-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(2)' | cksum | cut -d' ' -f1)
+RUN_STAMP  := $(call stamp,run,$(RUN_EXTRAS))
+TEST_STAMP := $(call stamp,test,$(EXTRAS))
+
+define install
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e '.$(if $(strip $(1)),[$(strip $(1))])'
+endef
 
 .PHONY: run test venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(call install,$(RUN_EXTRAS))
 	touch $@
 
-venv: $(VENV)/.installed
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(call install,$(EXTRAS))
+	touch $@
 
-run: $(VENV)/.installed
-	$(BIN)/python -m cosim run $(SCENARIO)
+venv: $(RUN_STAMP)
 
-test: $(VENV)/.installed
+run: $(RUN_STAMP)
+	$(BIN)/cosim run $(SCENARIO)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

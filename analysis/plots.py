@@ -238,11 +238,16 @@ def plot_timeline(run: Path, path: Path, round_index: int = 0) -> Path:
     return path
 
 
-def plot_map(run: Path, path: Path) -> Path:
-    """Base stations (scenario ``cells``) and final device positions, coloured by serving cell."""
+def map_figure(run: Path) -> Figure:
+    """The ``map.png`` figure: base stations and final device positions, coloured by serving cell.
+
+    The legend sits outside the axes on the right; the figure uses matplotlib's
+    constrained layout, which shrinks the axes until the legend fits inside the
+    figure (long cell names included).
+    """
     scenario = read_scenario(run)
     devices = read_trace(run, "devices")
-    fig, ax = _figure()
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     area = scenario.get("area") or {}
     width, height = as_float(area.get("width_m")), as_float(area.get("height_m"))
     if math.isfinite(width) and math.isfinite(height):
@@ -259,15 +264,25 @@ def plot_map(run: Path, path: Path) -> Path:
                    edgecolors="black", zorder=3, label=f"base station {cell.get('name', i)}")
         mine = cell_of == i
         if mine.any():
-            ax.scatter(x[mine], y[mine], s=18, color=color, alpha=0.8,
-                       label=f"devices on {cell.get('name', i)} (final positions)")
+            ax.scatter(x[mine], y[mine], s=18, color=color, alpha=0.8, label=f"devices on {cell.get('name', i)}")
     orphan = (cell_of < 0) | (cell_of >= len(cells))
     if orphan.any():
-        ax.scatter(x[orphan], y[orphan], s=18, color="gray", label="devices, no cell (final positions)")
-    ax.plot([], [], " ", label="trajectories not traced")
+        ax.scatter(x[orphan], y[orphan], s=18, color="gray", label="devices, no cell")
     ax.set_aspect("equal", adjustable="box")
-    ax.set(xlabel="x [m]", ylabel="y [m]", title=f"cells and devices: {run_name(run)}")
-    return _finish(fig, ax, path, outside=True)
+    ax.set(xlabel="x [m]", ylabel="y [m]",
+           title=f"cells and devices (final positions; trajectories not traced): {run_name(run)}")
+    ax.title.set_fontsize("medium")
+    ax.grid(True, alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize="small")
+    return fig
+
+
+def plot_map(run: Path, path: Path) -> Path:
+    """Write :func:`map_figure` of ``run`` to ``path`` (PNG, :data:`FIGSIZE` at :data:`DPI`)."""
+    fig = map_figure(run)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
 
 
 def plot_all(

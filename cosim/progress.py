@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 
@@ -51,6 +55,19 @@ def usable_tty(stream: TextIO) -> bool:
     if os.environ.get("TERM") == "dumb":
         return False
     return terminal_columns(stream) != 0
+
+
+def cosim_command(*args: str) -> str:
+    """A shell line running ``cosim ARGS...`` that works as printed, for hints shown to the user.
+
+    ``cosim ...`` when the ``cosim`` found on ``PATH`` belongs to this interpreter (an
+    activated virtual environment), else ``<this python> -m cosim ...`` (e.g.
+    ``.venv/bin/python -m cosim ...`` when the environment is not activated).
+    """
+    found = shutil.which("cosim")
+    if found is not None and Path(found).parent == Path(sys.executable).parent:
+        return shlex.join(["cosim", *args])
+    return shlex.join([sys.executable, "-m", "cosim", *args])
 
 
 class ProgressReporter:

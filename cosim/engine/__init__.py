@@ -20,6 +20,7 @@ from pathlib import Path
 from cosim.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
 from cosim.engine.simulation import RoundProgress, Simulation
+from cosim.progress import cosim_command
 
 
 class RunInterrupted(Exception):
@@ -30,7 +31,7 @@ class RunInterrupted(Exception):
         self.rounds_done = rounds_done
         super().__init__(
             f"interrupted after round {rounds_done}/{rounds}; traces and a checkpoint are in {run_dir}; "
-            f"continue with: python -m cosim run --resume {run_dir}"
+            f"continue with: {cosim_command('run', '--resume', str(run_dir))}"
         )
 
 

@@ -7,7 +7,7 @@ Lookup order (first directory holding four valid files wins):
 3. the cache, ``cache_dir`` argument or ``$COSIM_CACHE_DIR`` or ``~/.cache/cosim``,
    subfolder ``fashion-mnist/``;
 4. the Debian/Ubuntu package directory ``/usr/share/datasets/fashion-mnist``
-   (``apt-get install -y dataset-fashion-mnist``);
+   (``apt-get update && apt-get install -y dataset-fashion-mnist``);
 5. a download from the official mirror into the cache (only with ``download=True``).
 
 An explicit ``path`` that does not hold valid files is *not* fatal: the loader falls
@@ -355,7 +355,7 @@ def load_fashion_mnist(
         "Fashion-MNIST not found. Tried, in order:\n"
         f"{lines}\n"
         "Fix with one of:\n"
-        "  - apt-get install -y dataset-fashion-mnist   (installs into "
+        "  - sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist   (installs into "
         f"{SYSTEM_DIR})\n"
         "  - COSIM_DATA_DIR=/dir where /dir holds the four files\n"
         f"  - download {names} from {MIRROR} into {cache}"

@@ -19,7 +19,7 @@ import pytest
 
 from analysis.__main__ import main as analysis_main
 from analysis.io import TRACE_TABLES, read_comparison, read_trace
-from analysis.plots import DPI, FIGSIZE, PLOTS, collect_series, mean_rounds, phase_intervals, plot_all
+from analysis.plots import DPI, FIGSIZE, PLOTS, collect_series, map_figure, mean_rounds, phase_intervals, plot_all
 from analysis.table import aggregate, baseline_refs, claims, format_cells, format_claims, time_to_target_s
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,3 +215,26 @@ def test_identical_repeats_print_zero_spread_not_float_noise(tmp_path: Path) -> 
     assert "0.1 ± 0 " in line and "e-1" not in line
     assert "1 ± 0 " in line  # sim_time_s differs in the 16th digit only: noise, printed as 0
     assert "11 ± 1 " in line
+
+
+def test_map_legend_fits_inside_the_figure(run_dir: Path, tmp_path: Path) -> None:
+    """Long cell names used to push map.png's outside legend past the right edge (cut off)."""
+    import matplotlib.pyplot as plt
+    import yaml
+
+    copy = tmp_path / "long_names"
+    shutil.copytree(run_dir, copy)
+    scenario = yaml.safe_load((copy / "scenario.yaml").read_text())
+    for cell in scenario["cells"]:
+        cell["name"] = f"a_rather_long_base_station_name_{cell['name']}"
+    (copy / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    fig = map_figure(copy)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.x1 and 0 <= box.y0 and box.y1 <= fig.bbox.y1
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "base station a_rather_long_base_station_name_west" in labels
+    assert (round(fig.bbox.width), round(fig.bbox.height)) == (WIDTH_PX, HEIGHT_PX)
+    plt.close(fig)

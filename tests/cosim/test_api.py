@@ -141,7 +141,7 @@ def test_run_with_scenario_object_and_overrides(tmp_path: Path) -> None:
     scenario = cosim.load_scenario(SMOKE, overrides={"learning.mode": "surrogate"})
     run = cosim.run(scenario, out=tmp_path / "r", overrides={"fl.rounds": 1}, progress=False)
     assert run.summary["rounds"] == 1 and run.scenario.learning.mode == "surrogate"
-    assert scenario.fl.rounds == 2  # the given scenario is not modified
+    assert scenario.fl.rounds == 6  # the given scenario is not modified (smoke.yaml has 6 rounds)
     assert run.manifest["command"][3:] == ["run", str(tmp_path / "r" / "scenario.yaml"), "--out", str(tmp_path / "r")]
 
 

@@ -115,7 +115,7 @@ def test_loader_error_lists_every_place(isolated: dict) -> None:
         assert str(place) in msg
     assert msg.index(str(explicit)) < msg.index(str(isolated["env"])) < msg.index(str(cache))
     assert "download error" in msg and "URLError" in msg and fm.MIRROR in msg
-    assert "apt-get install -y dataset-fashion-mnist" in msg and "COSIM_DATA_DIR=" in msg
+    assert "apt-get update && sudo apt-get install -y dataset-fashion-mnist" in msg and "COSIM_DATA_DIR=" in msg
     assert len(isolated["calls"]) == 1  # fails fast: no retry per file
 
 

@@ -279,7 +279,8 @@ def test_deadline_shorter_than_any_transfer_is_valid(tmp_path: Path, capsys) -> 
     import pyarrow.parquet as pq
 
     out = tmp_path / "run"
-    code = main(["run", str(SMOKE), "--set", SURROGATE, "--set", "fl.deadline_s=1e-6", "--out", str(out), "--quiet"])
+    code = main(["run", str(SMOKE), "--set", SURROGATE, "--set", "fl.deadline_s=1e-6", "--set", "fl.rounds=2",
+                 "--out", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rounds = pq.read_table(out / "rounds.parquet").to_pydict()
