@@ -1,9 +1,10 @@
-"""``python -m analysis {plot,table,results}``: plots and claims tables from trace files only.
+"""``python -m analysis {plot,table,results,report}``: plots, tables and reports from trace files only.
 
 ``plot RUN_OR_COMPARE_DIR... --out DIR [--round R] [--run RUN_DIR] [--each-run]`` writes
 the PNGs of :data:`analysis.plots.PLOTS`. ``table COMPARE_DIR [--method pfl_tps]
 [--format text|markdown] [--cells [--baseline K=V]]`` prints the claims table (or, with
-``--cells``, the per-cell mean ± std and baseline ratios). User errors print
+``--cells``, the per-cell mean ± std and baseline ratios). ``report RUN_OR_COMPARE_DIR
+--out report.html`` writes one self-contained HTML page. User errors print
 ``analysis: error: <message>`` on stderr and exit with status 2.
 """
 
@@ -40,6 +41,13 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+
+    print(build_report(args.dir, args.out, method=args.method, round_index=args.round))
+    return EXIT_OK
+
+
 def _cmd_results(args: argparse.Namespace) -> int:
     runs = parse_assignments(",".join(args.runs))
     print(results_table(runs, args.format))
@@ -47,7 +55,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``analysis`` argument parser with its ``plot`` and ``table`` sub-commands."""
+    """The ``analysis`` argument parser with its ``plot``, ``table``, ``results`` and ``report`` sub-commands."""
     parser = argparse.ArgumentParser(prog="analysis", description="Plots and tables from cosim trace directories.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -59,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--each-run", action="store_true", help="one line per run instead of per-cell means")
     plot.set_defaults(handler=_cmd_plot)
     table = sub.add_parser("table", help="print the claims table of a comparison",
-                           description="Energy/time reduction %% and accuracy gain (points) of --method "
+                           description="Energy/time reduction % and accuracy gain (points) of --method "
                                        "against every other algorithm, in cells agreeing on the other varied keys.")
     table.add_argument("dir", metavar="COMPARE_DIR", help="directory written by `cosim compare`")
     table.add_argument("--method", default="pfl_tps", help="the algorithm under study (default pfl_tps)")
@@ -72,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pfl_tps=..., fedavg=..., optional local=..., no_pruning=..., any LABEL=...")
     results.add_argument("--format", choices=("text", "markdown"), default="markdown", help="table format")
     results.set_defaults(handler=_cmd_results)
+    report = sub.add_parser("report", help="write a one-page, self-contained HTML report",
+                            description="One HTML page (figures embedded, no external files): scenario, summary, "
+                                        "per-round table, plots and, for a comparison, the claims table.")
+    report.add_argument("dir", metavar="RUN_OR_COMPARE_DIR", help="run or comparison directory")
+    report.add_argument("--out", metavar="FILE", required=True, help="HTML file to write (e.g. report.html)")
+    report.add_argument("--method", default="pfl_tps", help="the algorithm under study for the claims (default pfl_tps)")
+    report.add_argument("--round", metavar="R", type=int, default=0, help="round shown by the timeline (default 0)")
+    report.set_defaults(handler=_cmd_report)
     table.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]", help="baseline cell for --cells ratios")
     table.set_defaults(handler=_cmd_table)
     return parser
