@@ -113,7 +113,8 @@ def _typed(frame: pd.DataFrame, name: str) -> pd.DataFrame:
         missing = [c for c in EVENT_DTYPES if c not in frame.columns]
         if missing:
             raise ValueError(f"events table: missing column(s) {', '.join(missing)}")
-        frame["detail"] = frame["detail"].fillna("")
+        detail = frame["detail"]  # an all-empty CSV column reads as float NaN
+        frame["detail"] = detail.astype(object).where(detail.notna(), "")
         frame = frame.astype({c: ("str" if t == "category" else t) for c, t in EVENT_DTYPES.items()})
     for column in frame.columns:
         if frame[column].dtype == object:
