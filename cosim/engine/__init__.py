@@ -76,11 +76,6 @@ def run_simulation(scenario, out_dir: Path, progress=None, command: list[str] | 
     checkpoint_file = out_dir / CHECKPOINT_NAME
 
     def checkpoint(sim: Simulation) -> None:
-        if scenario.fl.mode != "sync":
-            # Updates are in flight at every round boundary of the non-sync modes and
-            # their processes cannot be saved: no checkpoint, so --resume re-runs the
-            # scenario from the start (same seed, same traces).
-            return
         save_checkpoint(checkpoint_file, sim.checkpoint_state(), data=sim.learning.data)
 
     def on_round_end(sim: Simulation, round_idx: int) -> None:

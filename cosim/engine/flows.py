@@ -43,6 +43,11 @@ class Flow:
     completed: bool = False
     cancelled_reason: str = ""
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["done"] = None  # a SimPy event: a restored scheduler gives the flow a new one
+        return state
+
     @property
     def mean_rate_bps(self) -> float:
         """Bits delivered over the flow's lifetime [bit/s] (NaN unless completed)."""
@@ -102,6 +107,7 @@ class FlowScheduler:
         self._zero_rate_ticks = np.zeros(0, dtype=np.int64)
         self._last_update_s = env.now
         self._version = 0
+        self._timer_at_s: float | None = None  # when the armed timer (current version) fires
         self.reallocations = 0
         # Long-run average rate per device (EWMA over reallocations), for proportional fair;
         # part of a checkpoint.
@@ -214,6 +220,7 @@ class FlowScheduler:
             for flow in finished:
                 flow.done.succeed(flow)
         self._version += 1
+        self._timer_at_s = None
         if not self._flows:
             return
         se = np.asarray(self._spectral_efficiency(self._device), dtype=float)
@@ -230,7 +237,29 @@ class FlowScheduler:
         delay = float(np.min(self._remaining[sending] * 8.0 / self._rate[sending]))
         version = self._version
         timer = self.env.timeout(delay)
+        self._timer_at_s = self.env.now + delay  # the time SimPy gives the timeout
         timer.callbacks.append(lambda _event, v=version: self._on_timer(v))
+
+    _STATE = ("_flows", "_device", "_remaining", "_rate", "_power", "_airtime", "_energy", "_zero_rate_ticks",
+              "_last_update_s", "_version", "_timer_at_s", "reallocations", "rate_history_bps")
+
+    def snapshot(self) -> dict:
+        """Everything this scheduler holds (flows in progress, their arrays, the pending
+        timer's time), picklable, for a checkpoint taken while flows are in progress."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a `snapshot`: the same flows (with new `done` events), and the
+        pending timer re-armed at its exact time, so nothing is re-allocated or advanced."""
+        from cosim.engine.timing import At
+
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        for flow in self._flows:
+            flow.done = self.env.event()
+        if self._timer_at_s is not None:
+            timer = At(self.env, self._timer_at_s)
+            timer.callbacks.append(lambda _event, v=self._version: self._on_timer(v))
 
     def _on_timer(self, version: int) -> None:
         if version != self._version:

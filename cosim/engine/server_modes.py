@@ -3,7 +3,9 @@
 `fl.mode` other than ``sync`` runs `AsyncServer.process` as the server process. Devices
 train at most ``fl.concurrency`` at a time; whenever a slot is free the selection policy
 refills it among the devices that are alive, available, idle and have no update
-waiting in the server's buffer (it would train the same model twice). Each device's
+waiting in the server's buffer (it would train the same model twice). A slot is held
+from dispatch until the update is *applied* (``outstanding``), so a buffered update
+keeps its slot until the buffer is stepped. Each device's
 update is the same download -> compute -> upload process as in a sync round, starting
 from the server model of the moment (its *version*); an update applied when the server
 is at version v' after being sent version v has staleness τ = v' − v.
@@ -67,6 +69,12 @@ class Participation:
     rs: object  # the engine's _RoundState for this one device
     process: simpy.Process | None = None
     end_s: float = float("nan")
+    progress: dict = field(default_factory=dict)  # where the update is (see Simulation._device_round)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["process"] = None  # rebuilt by AsyncServer.resume
+        return state
 
     @property
     def status(self) -> str | None:
@@ -106,10 +114,38 @@ class AsyncServer:
         self.wake = sim.env.event()
         self.round = _RoundStats(sim.env.now, float(sim.fleet.total_energy_j().sum()))
 
+    # -- checkpoints --------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["sim"] = state["wake"] = None  # re-attached by `resume`
+        return state
+
+    def resume(self, sim) -> None:
+        """Continue after a checkpoint: re-attach to `sim` and restart every update in flight
+        where it was (its flow, already restored in the schedulers, or its computation)."""
+        self.sim = sim
+        self.wake = sim.env.event()
+        for p in self.in_flight.values():
+            flow = p.progress.get("flow")
+            if flow is not None and flow.done is None:  # finished, but its process had not seen it yet
+                flow.done = sim.env.event()
+                flow.done.succeed(flow)
+            p.progress["resume_flow"] = p.progress.get("phase") in ("download", "upload") and flow is not None
+            p.process = sim.in_flight[p.device] = sim.env.process(self._run(p))
+
     # -- helpers ------------------------------------------------------------------
     def weight(self, tau: int) -> float:
         s = self.sim.scenario.fl.staleness
         return staleness_weight(tau, s.function, s.a, s.b)
+
+    def outstanding(self) -> int:
+        """Updates dispatched and not yet applied: training, or waiting in the buffer.
+
+        `fl.concurrency` bounds this number: a device's slot is free again once its
+        update has been applied (at once in ``async``, at the next buffer step in
+        ``buffered``), so with concurrency = K = devices_per_round FedBuff is FedAvg.
+        """
+        return len(self.in_flight) + len(self.buffer)
 
     def _eligible(self) -> np.ndarray:
         sim = self.sim
@@ -143,7 +179,7 @@ class AsyncServer:
         return started
 
     def _run(self, p: Participation):
-        yield from self.sim._device_round(p.round, p.device, p.work, p.start_s, p.rs)
+        yield from self.sim._device_round(p.round, p.device, p.work, p.start_s, p.rs, p.progress)
         p.end_s = self.sim.env.now
         self.in_flight.pop(p.device, None)
         self.sim.in_flight.pop(p.device, None)
@@ -271,7 +307,8 @@ class AsyncServer:
             yield from self._semi_sync()
         else:
             yield from self._continuous()
-        yield from self._cancel_in_flight()
+        if not self.sim.stopped_early:  # a stop keeps the updates in flight for the checkpoint
+            yield from self._cancel_in_flight()
 
     def _continuous(self):
         """``async`` and ``buffered``: refill free slots, apply arrivals, close rounds."""
@@ -279,7 +316,9 @@ class AsyncServer:
         while sim.rounds_done < fl.rounds:
             if self._stop_checks():
                 return
-            self._dispatch(self.concurrency - len(self.in_flight))
+            if self._handle_arrivals():  # left over when a checkpoint was written
+                return
+            self._dispatch(self.concurrency - self.outstanding())
             if not self.in_flight:
                 if self.buffer:  # nobody else can contribute: apply what the buffer holds
                     self._flush_buffer()
@@ -297,20 +336,30 @@ class AsyncServer:
             yield self.wake | sim.availability_changed
             if self.wake.triggered:
                 self.wake = sim.env.event()
-            arrived, self.finished = self.finished, []
-            for p in arrived:
-                self._settle(p, p.end_s)
-                if p.status != "completed":
-                    continue
-                if self.mode == "async":
-                    self._apply([p], "mix")
-                else:
-                    self.buffer.append(p)
-                    self.pending[p.device] = True
-                    if len(self.buffer) >= self.buffer_size:
-                        self._flush_buffer()
-                if self._round_complete() and self._end_round():
-                    return
+            if self._handle_arrivals():
+                return
+
+    def _handle_arrivals(self) -> bool:
+        """Apply (async) or buffer (buffered) each finished update; True when the run must end.
+
+        Updates are taken one at a time, so a checkpoint written when one of them closes a
+        round keeps the others in `finished` for the resumed run.
+        """
+        while self.finished:
+            p = self.finished.pop(0)
+            self._settle(p, p.end_s)
+            if p.status != "completed":
+                continue
+            if self.mode == "async":
+                self._apply([p], "mix")
+            else:
+                self.buffer.append(p)
+                self.pending[p.device] = True
+                if len(self.buffer) >= self.buffer_size:
+                    self._flush_buffer()
+            if self._round_complete() and self._end_round():
+                return True
+        return False
 
     def _round_complete(self) -> bool:
         return len(self.round.applied) >= self.sim.scenario.fl.devices_per_round

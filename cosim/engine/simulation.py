@@ -128,6 +128,9 @@ class Simulation:
         if checkpoint is not None:
             for scheduler, history in zip(self.ul + self.dl, checkpoint["rate_histories"]):
                 scheduler.rate_history_bps = history
+            for scheduler, snapshot in zip(self.ul + self.dl, checkpoint.get("schedulers", ())):
+                scheduler.restore(snapshot)
+            self.server_mode = checkpoint.get("server_mode")
 
     # -- checkpoints --------------------------------------------------------------
     _RESTORED = ("rngs", "fleet", "world", "policy", "trace", "uplink_bytes", "downlink_bytes", "rounds_selected",
@@ -140,6 +143,9 @@ class Simulation:
         state["now_s"] = self.env.now
         state["rate_histories"] = [s.rate_history_bps for s in self.ul + self.dl]
         state["algorithm"] = self.learning.algorithm
+        if self.server_mode is not None:  # updates in flight: their server, flows and progress
+            state["server_mode"] = self.server_mode
+            state["schedulers"] = [s.snapshot() for s in self.ul + self.dl]
         return state
 
     def _restore(self, state: dict) -> None:
@@ -210,38 +216,46 @@ class Simulation:
             yield self.availability_changed
         return True
 
-    def _device_round(self, round_idx: int, d: int, work: RoundWork, round_start_s: float, rs: "_RoundState"):
+    def _device_round(self, round_idx: int, d: int, work: RoundWork, round_start_s: float, rs: "_RoundState",
+                      progress: dict | None = None):
+        """One device's update: download -> compute -> upload, recording where it is in
+        `progress` (phase, serving cell, flow, compute times), which a checkpoint keeps and
+        from which a resumed run continues the update (``resume_flow`` re-attaches its flow)."""
         env, fleet, trace = self.env, self.fleet, self.trace
-        cell = int(self.world.serving_cell[d])
-        phase = "download"
-        compute_start = compute_f = None
-        current: dict = {}  # the flow in progress, for the deadline handler
+        st = {} if progress is None else progress
+        if "phase" not in st:
+            st.update(phase="download", cell=int(self.world.serving_cell[d]))
         try:
-            if work.downlink_bytes > 0:
-                if not (yield from self._transfer(round_idx, d, cell, "dl", work.downlink_bytes, rs, current)):
-                    return
-            phase = "compute"
-            cycles = work.flops * fleet.cycles_per_flop[d]
-            compute_f = float(self._frequency(d, cycles, round_start_s, work.uplink_bytes))
-            duration = float(compute_time_s(cycles, compute_f))
-            energy = float(compute_energy_j(cycles, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]))
-            compute_start = env.now
-            if energy > fleet.battery_j[d]:
+            if st["phase"] == "download":
+                if work.downlink_bytes > 0:
+                    if not (yield from self._transfer(round_idx, d, st["cell"], "dl", work.downlink_bytes, rs, st)):
+                        return
+                cycles = work.flops * fleet.cycles_per_flop[d]
+                compute_f = float(self._frequency(d, cycles, round_start_s, work.uplink_bytes))
+                duration = float(compute_time_s(cycles, compute_f))
+                energy = float(compute_energy_j(cycles, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]))
                 # The battery empties part-way through: the device stops when it does.
-                yield env.timeout(duration * fleet.battery_j[d] / energy)
-                fleet.charge("compute", np.array([d]), fleet.battery_j[d], env.now)
-                rs.status[d] = "dropout"
-                trace.event(env.now, round_idx, d, cell, "dropout", detail="battery during compute")
-                return
-            yield env.timeout(duration)
-            rs.busy_s[d] += duration
-            fleet.charge("compute", np.array([d]), energy, env.now)
-            trace.event(env.now, round_idx, d, cell, "compute_end", energy_j=energy, duration_s=duration,
-                        detail=f"flops={work.flops} f_hz={compute_f:.4g}")
-            phase = "upload"
-            if work.uplink_bytes > 0:
-                cell = int(self.world.serving_cell[d])
-                if not (yield from self._transfer(round_idx, d, cell, "ul", work.uplink_bytes, rs, current)):
+                cut = energy > fleet.battery_j[d]
+                wait_s = duration * fleet.battery_j[d] / energy if cut else duration
+                st.update(phase="compute", compute_start_s=env.now, compute_f=compute_f, duration_s=duration,
+                          energy_j=energy, battery_cut=bool(cut), wake_s=env.now + wait_s)
+            if st["phase"] == "compute":
+                yield _At(env, st["wake_s"])  # == env.timeout(wait_s): the same float time
+                if st["battery_cut"]:
+                    fleet.charge("compute", np.array([d]), fleet.battery_j[d], env.now)
+                    rs.status[d] = "dropout"
+                    trace.event(env.now, round_idx, d, st["cell"], "dropout", detail="battery during compute")
+                    return
+                duration, energy = st["duration_s"], st["energy_j"]
+                rs.busy_s[d] += duration
+                fleet.charge("compute", np.array([d]), energy, env.now)
+                trace.event(env.now, round_idx, d, st["cell"], "compute_end", energy_j=energy, duration_s=duration,
+                            detail=f"flops={work.flops} f_hz={st['compute_f']:.4g}")
+                st.update(phase="upload")
+                if work.uplink_bytes > 0:
+                    st.update(cell=int(self.world.serving_cell[d]))
+            if st["phase"] == "upload" and work.uplink_bytes > 0:
+                if not (yield from self._transfer(round_idx, d, st["cell"], "ul", work.uplink_bytes, rs, st)):
                     return
             rs.status[d] = "completed"
         except simpy.Interrupt as stop:
@@ -249,7 +263,8 @@ class Simulation:
             # "end": the run ended with this update in flight (non-sync modes).
             cause = stop.cause if stop.cause in ("unavailable", "end") else "deadline"
             rs.status[d] = {"deadline": "straggler", "unavailable": "dropout", "end": "cancelled"}[cause]
-            flow = current.get("flow")
+            phase, cell = st["phase"], st["cell"]
+            flow = st.get("flow")
             partial_j = 0.0  # energy of the cut phase (already charged to the battery)
             if flow is not None and not flow.completed:
                 # Cut now: its airtime so far was busy time (a finished flow's airtime is
@@ -257,7 +272,8 @@ class Simulation:
                 (self.dl if phase == "download" else self.ul)[cell].cancel(flow, cause)
                 rs.busy_s[d] += flow.airtime_s
                 partial_j = flow.energy_j
-            if phase == "compute" and compute_start is not None:
+            if phase == "compute":
+                compute_start, compute_f = st["compute_start_s"], st["compute_f"]
                 rs.busy_s[d] += env.now - compute_start
                 cycles_done = compute_f * (env.now - compute_start)
                 partial_j = float(compute_energy_j(cycles_done, compute_f, fleet.kappa[d], fleet.cpu_static_power_w[d]))
@@ -278,8 +294,11 @@ class Simulation:
         downlink = direction == "dl"
         # Drawn power: receive state, or P_circuit + P_CMAX/η_PA (the link uses P_CMAX).
         power_w = fleet.rx_power_w[d] if downlink else float(fleet.drawn_tx_power_w(np.array([d]))[0])
-        flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes, power_w=power_w)
-        current["flow"] = flow
+        if current.pop("resume_flow", False):
+            flow = current["flow"]  # a resumed run continues the checkpointed flow
+        else:
+            flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes, power_w=power_w)
+            current["flow"] = flow
         yield flow.done
         if not flow.completed:
             rs.status[d] = "dropout"
@@ -431,9 +450,12 @@ class Simulation:
             self.env.process(self._availability_process())
         if self.scenario.fl.mode == "sync":
             server = self.env.process(self._server_process())
-        else:
+        elif self.server_mode is None:
             self.server_mode = AsyncServer(self)
             server = self.env.process(self.server_mode.process())
+        else:  # resumed from a checkpoint with updates in flight
+            server = self.env.process(self.server_mode.process())
+            self.server_mode.resume(self)
         try:
             self.env.run(until=server)
         finally:
