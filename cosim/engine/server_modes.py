@@ -96,7 +96,8 @@ class _RoundStats:
 
 
 class AsyncServer:
-    """The server process of the ``async``, ``buffered`` and ``semi_sync`` modes."""
+    """The server process of the ``async`` and ``buffered`` modes (``semi_sync``:
+    :class:`cosim.engine.semi_sync.SemiSyncServer`, the same machinery with rounds)."""
 
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -303,14 +304,11 @@ class AsyncServer:
     # -- the server processes -----------------------------------------------------------
     def process(self):
         """The server process of the configured mode."""
-        if self.mode == "semi_sync":
-            yield from self._semi_sync()
-        else:
-            yield from self._continuous()
+        yield from self._loop()
         if not self.sim.stopped_early:  # a stop keeps the updates in flight for the checkpoint
             yield from self._cancel_in_flight()
 
-    def _continuous(self):
+    def _loop(self):
         """``async`` and ``buffered``: refill free slots, apply arrivals, close rounds."""
         sim, fl = self.sim, self.sim.scenario.fl
         while sim.rounds_done < fl.rounds:
@@ -377,43 +375,11 @@ class AsyncServer:
         self.pending[:] = False
         self._apply(parts, "delta")
 
-    def _semi_sync(self):
-        """Rounds with a deadline; late updates are applied in the round they arrive in."""
-        sim, env, fl = self.sim, self.sim.env, self.sim.scenario.fl
-        while sim.rounds_done < fl.rounds:
-            if self._stop_checks(boundary=True):
-                return
-            r = sim.rounds_done
-            if not self.in_flight and not self._eligible().any():
-                if sim.availability.next_time_s() is None:
-                    sim.trace.event(env.now, r, -1, -1, "none_available",
-                                    detail="no alive device is or will become available")
-                    return
-                yield sim.availability_changed
-                continue
-            sim.trace.event(env.now, r, -1, -1, "round_start", detail=f"in_flight={len(self.in_flight)}")
-            started = self._dispatch(min(fl.devices_per_round, self.concurrency - len(self.in_flight)))
-            round_procs = [p.process for p in started]
-            deadline = env.timeout(fl.deadline_s)
-            if round_procs:
-                yield env.all_of(round_procs) | deadline
-            else:
-                yield deadline
-            for p in started:
-                if p.process.is_alive:
-                    self.round.outcomes.append("late")
-                    sim.trace.event(env.now, r, p.device, int(sim.world.serving_cell[p.device]), "straggler",
-                                    detail="late: continues, applied when it arrives")
-            arrived, self.finished = self.finished, []
-            if self.wake.triggered:
-                self.wake = env.event()
-            for p in arrived:
-                # On-time devices wait for the round's end (idle); late ones leave on arrival.
-                self._settle(p, env.now if p.round == r else p.end_s)
-            self.carried += [p for p in arrived if p.status == "completed"]
-            if self.carried and len(self.carried) >= fl.min_updates:
-                self._apply(self.carried, "delta")
-                self.carried = []
-            else:
-                sim.trace.event(env.now, r, -1, -1, "skip_aggregate", detail=f"updates={len(self.carried)}")
-            self._close_round()
+
+def make_server(sim) -> AsyncServer:
+    """The server of `sim`'s non-sync `fl.mode`."""
+    if sim.scenario.fl.mode == "semi_sync":
+        from cosim.engine.semi_sync import SemiSyncServer
+
+        return SemiSyncServer(sim)
+    return AsyncServer(sim)

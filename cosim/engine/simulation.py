@@ -27,7 +27,7 @@ from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
 from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
-from cosim.engine.server_modes import AsyncServer
+from cosim.engine.server_modes import AsyncServer, make_server
 from cosim.engine.timing import At as _At
 from cosim.engine.world import World
 from cosim.trace import TraceRecorder
@@ -451,7 +451,7 @@ class Simulation:
         if self.scenario.fl.mode == "sync":
             server = self.env.process(self._server_process())
         elif self.server_mode is None:
-            self.server_mode = AsyncServer(self)
+            self.server_mode = make_server(self)
             server = self.env.process(self.server_mode.process())
         else:  # resumed from a checkpoint with updates in flight
             server = self.env.process(self.server_mode.process())
