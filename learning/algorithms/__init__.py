@@ -18,12 +18,14 @@ from learning.algorithms.base import (
 )
 from learning.algorithms.ditto import Ditto
 from learning.algorithms.fedavg import FedAvg, FedAvgClient, weighted_average
+from learning.algorithms.fedavg_ft import FedAvgFT
 from learning.algorithms.fedavg_topk import FedAvgTopK
 from learning.algorithms.fedper import FedPer
 from learning.algorithms.fedprox import FedProx
 from learning.algorithms.fedrep import FedRep
 from learning.algorithms.fedtp import FedTP
 from learning.algorithms.local import LocalClient, LocalOnly
+from learning.algorithms.local_pruned import LocalPruned
 from learning.algorithms.pfedhn import PFedHN
 from learning.algorithms.pfl_tps import PFLTPS
 from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy, train_local
@@ -49,7 +51,8 @@ __all__ = [
 ]
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (FedAvg, LocalOnly, PFLTPS, FedProx, FedPer, FedRep, Ditto, PFedHN, FedTP, FedAvgTopK)
+    cls.name: cls for cls in (FedAvg, LocalOnly, PFLTPS, FedProx, FedPer, FedRep, Ditto, PFedHN, FedTP, FedAvgTopK,
+                              FedAvgFT, LocalPruned)
 }
 
 

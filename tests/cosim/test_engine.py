@@ -165,3 +165,13 @@ def test_validation_accuracy_is_traced_beside_test(tmp_path):
     assert off["final_val_accuracy"] is None and np.isnan(t0["rounds"]["val_accuracy"][0])
     with pytest.raises(Exception, match="validation_fraction"):
         load_scenario(SMOKE, ["learning.validation_fraction=1.0"])
+
+
+def test_fedavg_ft_finetuning_costs_compute_time_and_energy(tmp_path):
+    # One local epoch plus one fine-tuning epoch: twice FedAvg's FLOPs on the same devices,
+    # so twice its compute energy (DVFS at max: energy ∝ cycles) and a longer round.
+    base, _ = run(tmp_path, ["fl.rounds=2", "learning.algorithm.name=fedavg"], "avg")
+    ft, _ = run(tmp_path, ["fl.rounds=2", "learning.algorithm.name=fedavg_ft"], "ft")
+    assert ft["compute_energy_j"] == pytest.approx(2 * base["compute_energy_j"], rel=1e-12)
+    assert ft["sim_time_s"] > base["sim_time_s"]
+    assert ft["uplink_bytes"] == base["uplink_bytes"] and ft["downlink_bytes"] == base["downlink_bytes"]

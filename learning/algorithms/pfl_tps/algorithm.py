@@ -83,6 +83,7 @@ class PFLTPS(Algorithm):
         "sal_residual": True,
         "prune_gradient": "dst",
         "prune_clamp": False,
+        "prune_share_thresholds": True,
     }
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
@@ -135,7 +136,10 @@ class PFLTPS(Algorithm):
         return as_received(self.hn.jacobian(e), self.cfg.downlink_encoding)
 
     def downlink(self, device: int, round_idx: int) -> Payload | None:
-        """θ_i (+ J_i and ê_i in embedding mode) and the threshold mean (see module docstring)."""
+        """θ_i (+ J_i and ê_i in embedding mode) and the threshold mean (see module docstring);
+        None when nothing is shared (hypernetwork off and thresholds personal)."""
+        if not self.cfg.communicates:
+            return None
         theta = jac = anchor = None
         if self.hn is not None:
             anchor = self.server_embedding(device)
@@ -145,7 +149,7 @@ class PFLTPS(Algorithm):
                 jac = self.hn.jacobian(anchor)
             else:
                 anchor = None
-        thr = self.threshold_mean if self.cfg.pruning_enabled else {}
+        thr = self.threshold_mean if self.cfg.shares_thresholds else {}
         return make_downlink(theta, jac, anchor, thr, round_idx, self.cfg.downlink_encoding)
 
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
@@ -154,7 +158,7 @@ class PFLTPS(Algorithm):
         if not items:
             return
         weights = [n for _, _, n in items]
-        if self.cfg.pruning_enabled:
+        if self.cfg.shares_thresholds:
             keys = [threshold_key(n) for n in self.threshold_mean]
             mean = weighted_average([{k: p.tensors[k] for k in keys} for _, p, _ in items], weights)
             self.threshold_mean = {n: mean[threshold_key(n)] for n in self.threshold_mean}
@@ -256,7 +260,10 @@ class PFLTPS(Algorithm):
                                        **{k: v for k, v in mcfg.items() if k != "name"})
         spec = SalSpec.from_model(vit)
         thr: dict[str, torch.Tensor] = {}
-        if cfg.pruning_enabled:
+        if not cfg.communicates:
+            return CostModel(0, 0, vit_flops_per_sample(mcfg, input_shape, num_classes),
+                             float(TrainParams.from_params(resolved).local_epochs))
+        if cfg.shares_thresholds:
             thr = {n: torch.empty(vit.get_submodule(n).out_features, device="meta") for n in ffl_linear_names(vit)}
         meta = lambda *shape: torch.empty(*shape, device="meta")  # noqa: E731
         theta = jac = anchor = emb = delta = None

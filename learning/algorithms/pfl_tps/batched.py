@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from learning.algorithms.base import LocalResult
-from learning.algorithms.pfl_tps.client import PFLTPSClient, make_uplink, received_tensors, threshold_key
+from learning.algorithms.pfl_tps.client import PFLTPSClient, device_uplink, received_tensors, threshold_key
 from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, masked_weight
 from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
@@ -91,7 +91,8 @@ class PFLTPSPlan(BatchedPlan):
         cfg = self.cfg
         tensors = received_tensors(cfg, device, state, payload)
         full: dict[str, torch.Tensor] = dict(state["params"])
-        thr = {n: tensors[threshold_key(n)] for n in self.layer_names} if cfg.pruning_enabled else state["thresholds"]
+        thr = ({n: tensors[threshold_key(n)] for n in self.layer_names} if cfg.shares_thresholds
+               else state["thresholds"])
         full.update({threshold_key(n): thr[n] for n in self.layer_names})
         if cfg.hypernetwork_enabled:
             full.update(self.spec.split(tensors["sal_theta"].detach().to(torch.float32)))
@@ -218,7 +219,7 @@ class PFLTPSPlan(BatchedPlan):
             if cfg.sal_update == "delta":
                 delta = sal - payload.tensors["sal_theta"]  # type: ignore[union-attr]
         round_idx = int(payload.config.get("round", 0)) if payload is not None else 0
-        uplink = make_uplink(new_state["thresholds"], new_state.get("embedding"), delta, round_idx)
+        uplink = device_uplink(cfg, new_state, delta, round_idx)
         metrics = {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
                    "samples_processed": float(stats.samples_processed)}
         if self.layer_names:

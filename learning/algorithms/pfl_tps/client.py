@@ -85,14 +85,16 @@ class PFLTPSConfig:
     sal_residual: bool = True
     prune_gradient: str = "dst"
     prune_clamp: bool = False
+    prune_share_thresholds: bool = True
 
     def __post_init__(self) -> None:
         if self.pruning_flops not in DENSITY_MODES:
             raise ValueError(f"unknown pruning_flops {self.pruning_flops!r}; allowed: {list(DENSITY_MODES)}")
         if self.prune_gradient not in GRADIENTS:
             raise ValueError(f"unknown prune_gradient {self.prune_gradient!r}; allowed: {list(GRADIENTS)}")
-        if not isinstance(self.prune_clamp, bool):
-            raise ValueError(f"prune_clamp must be true or false, got {self.prune_clamp!r}")
+        for key in ("prune_clamp", "prune_share_thresholds"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.sal_update not in SAL_UPDATES:
             raise ValueError(f"unknown sal_update {self.sal_update!r}; allowed: {list(SAL_UPDATES)}")
         if self.downlink_encoding not in ("fp32", "fp16"):
@@ -118,6 +120,17 @@ class PFLTPSConfig:
     def linear_sal(self) -> bool:
         """True when the device trains its embedding through the linearised SAL."""
         return self.hypernetwork_enabled and self.sal_update == "embedding"
+
+    @property
+    def shares_thresholds(self) -> bool:
+        """True when thresholds go up and their server mean comes down (pruning on and
+        ``prune_share_thresholds``); else each device keeps its own."""
+        return self.pruning_enabled and bool(self.prune_share_thresholds)
+
+    @property
+    def communicates(self) -> bool:
+        """True when anything is sent (the hypernetwork or shared thresholds)."""
+        return self.hypernetwork_enabled or self.shares_thresholds
 
     @property
     def has_residual(self) -> bool:
@@ -160,6 +173,16 @@ def make_uplink(thresholds: dict[str, torch.Tensor], embedding: torch.Tensor | N
     if sal_delta is not None:
         tensors["sal_delta"] = sal_delta.detach().clone()
     return Payload(tensors, "fp32", {"round": int(round_idx)})
+
+
+def device_uplink(cfg: PFLTPSConfig, state: dict[str, Any], sal_delta: torch.Tensor | None,
+                  round_idx: int) -> Payload | None:
+    """A device's uplink after training to ``state``: its thresholds (when shared), e' or
+    Δθ; None when nothing is sent (hypernetwork off and thresholds personal)."""
+    if not cfg.communicates:
+        return None
+    thresholds = state["thresholds"] if cfg.shares_thresholds else {}
+    return make_uplink(thresholds, state.get("embedding"), sal_delta, round_idx)
 
 
 class PFLTPSNet(nn.Module):
@@ -281,7 +304,7 @@ def received_tensors(cfg: PFLTPSConfig, device: int, state: Any, payload: Payloa
     has what it needs: its state, and a downlink unless both halves are off."""
     if state is None:
         raise ValueError(f"pfl_tps device {device} needs its state")
-    if payload is None and (cfg.hypernetwork_enabled or cfg.pruning_enabled):
+    if payload is None and cfg.communicates:
         raise ValueError(f"pfl_tps device {device} needs a downlink payload")
     return payload.tensors if payload is not None else {}
 
@@ -347,7 +370,7 @@ class PFLTPSClient(Client):
         tensors = received_tensors(cfg, device, state, payload)
         net = self.model()
         theta = tensors.get("sal_theta") if cfg.hypernetwork_enabled else None
-        thr = {n: tensors[threshold_key(n)] for n in net.layer_names} if cfg.pruning_enabled else None
+        thr = {n: tensors[threshold_key(n)] for n in net.layer_names} if cfg.shares_thresholds else None
         load_net(net, state, theta, thr)
         if cfg.linear_sal:
             with torch.no_grad():
@@ -373,7 +396,7 @@ class PFLTPSClient(Client):
         delta = None
         if cfg.hypernetwork_enabled and cfg.sal_update == "delta":
             delta = net.sal_theta().detach() - tensors["sal_theta"]
-        uplink = make_uplink(new_state["thresholds"], new_state.get("embedding"), delta, round_idx)
+        uplink = device_uplink(cfg, new_state, delta, round_idx)
         density_end = ffl_densities(net.layers, "density")
         metrics = stats.metrics()
         if net.layers:
