@@ -49,7 +49,7 @@ def build_simulation(
         "devices": {"count": len(ue_xy_m), "height_m": 1.5, "noise_figure_db": 9.0,
                     "mobility": {"model": "static",
                                  "params": {"positions_m": [[OFFSET_M + x, OFFSET_M + y] for x, y in ue_xy_m]}}},
-        "radio": {"fading": "none", "shadowing": False, "coherence_s": 0.01, **(radio or {})},
+        "radio": {"fading": "none", "shadowing": False, "coherence_s": 0.1, **(radio or {})},
         "learning": {"mode": "surrogate", "dataset": {"name": "synthetic", "params": {"num_train": 20, "num_test": 10}},
                      "model": {"name": "vit", "patch_size": 7, "dim": 8, "depth": 1, "heads": 1, "mlp_ratio": 1.0}},
         "fl": {"rounds": 1, "devices_per_round": 1},
@@ -69,7 +69,7 @@ def run_transfers(
     nbytes: int,
     uplink: bool,
     max_s: float = 30.0,
-    start_s: float = 1.0,
+    start_s: float = 0.5,
 ) -> list[tuple[float, float]]:
     """Run measured (role 1) and background (role 2) transfers; ``(time_s or nan, energy_j)`` per measured UE.
 
