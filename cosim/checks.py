@@ -14,6 +14,11 @@ the broken rule; it returns ``None`` when the part conforms. The built-ins pass 
   average_rate_bps) -> shares`` (see :mod:`radio.ofdma`).
 - :func:`check_algorithm` — an FL algorithm class (see :mod:`learning.algorithms.base`),
   driven through a few rounds on tiny synthetic data.
+- :func:`check_mobility` — a mobility model class ``cls(n_devices, area_m, rng, **params)``
+  with ``positions_m``, ``speeds_mps`` and ``step(dt_s)`` (see :mod:`radio.mobility.base`).
+- :func:`check_pathloss` — a path-loss model class ``cls(carrier_hz=..., h_bs_m=...)``
+  with ``loss_db``, ``los_probability``, ``shadow_std_db``, ``decorrelation_distance_m``
+  over (cells × devices) arrays (see :mod:`radio.pathloss.base`).
 """
 
 from __future__ import annotations
@@ -273,3 +278,92 @@ def check_algorithm(cls: type, params: dict[str, Any] | None = None, model_confi
              "accuracies must be in [0, 1]")
     _require((evaluation.global_accuracy is not None) == (not cls.personalized), what,
              "evaluate must give a global accuracy exactly when the algorithm is not personalized")
+
+
+# ----------------------------------------------------------------------------- radio models
+#: The area [m] and device count a mobility model is checked with.
+CHECK_AREA_M = (500.0, 300.0)
+CHECK_DEVICES = 40
+
+
+def check_mobility(cls: type, **params: Any) -> None:
+    """Check a mobility model class built as ``cls(n_devices, area_m, rng, **params)``.
+
+    Rules: ``positions_m`` is (n, 2) inside the area and ``speeds_mps`` is (n,), >= 0;
+    ``step(dt_s)`` returns the (n,) distances moved [m], >= 0, zero for ``dt_s = 0``,
+    and keeps every device inside the area; the same generator seed gives the same
+    trajectory; a pickled copy (checkpoints) moves exactly as the original; an unknown
+    parameter is a ``TypeError`` naming it; a negative or non-finite ``dt_s`` is a
+    ``ValueError``.
+    """
+    what = f"mobility model {_name(cls)}"
+    width, height = CHECK_AREA_M
+
+    def make(seed: int) -> Any:
+        return cls(CHECK_DEVICES, CHECK_AREA_M, np.random.default_rng(seed), **params)
+
+    def inside(positions: np.ndarray) -> bool:
+        return bool(np.all(positions >= -1e-9) and np.all(positions[:, 0] <= width + 1e-9)
+                    and np.all(positions[:, 1] <= height + 1e-9))
+
+    model = make(0)
+    positions = np.asarray(model.positions_m)
+    _require(positions.shape == (CHECK_DEVICES, 2) and inside(positions), what,
+             "positions_m must be (n_devices, 2) inside the area")
+    speeds = np.asarray(model.speeds_mps)
+    _require(speeds.shape == (CHECK_DEVICES,) and bool(np.all(speeds >= 0)), what, "speeds_mps must be (n,) and >= 0")
+    _require(np.array_equal(np.asarray(model.step(0.0)), np.zeros(CHECK_DEVICES)), what, "step(0) must move nothing")
+    twin = make(0)
+    for dt_s in (0.5, 3.0, 40.0, 400.0):
+        moved = np.asarray(model.step(dt_s))
+        _require(moved.shape == (CHECK_DEVICES,) and moved.dtype == np.float64 and bool(np.all(moved >= 0)), what,
+                 "step(dt_s) must return float64 distances >= 0 of shape (n,)")
+        _require(inside(np.asarray(model.positions_m)), what, f"a device left the area after step({dt_s})")
+        _require(np.array_equal(moved, np.asarray(twin.step(dt_s))), what, "the same seed must give the same trajectory")
+    copy = pickle.loads(pickle.dumps(model))
+    for dt_s in (1.0, 25.0):
+        _require(np.array_equal(np.asarray(model.step(dt_s)), np.asarray(copy.step(dt_s))), what,
+                 "a pickled copy moves differently from the original")
+    try:
+        cls(CHECK_DEVICES, CHECK_AREA_M, np.random.default_rng(0), **params, no_such_param_xyz=1)
+    except TypeError as exc:
+        _require("no_such_param_xyz" in str(exc), what, "an unknown parameter's TypeError must name it")
+    else:
+        raise ConformanceError(f"{what}: an unknown parameter must raise TypeError")
+    for bad in (-1.0, float("nan"), float("inf")):
+        try:
+            model.step(bad)
+        except ValueError:
+            continue
+        raise ConformanceError(f"{what}: step({bad}) must raise ValueError")
+
+
+def check_pathloss(cls: type, carrier_hz: float = 3.5e9, h_bs_m: float = 25.0) -> None:
+    """Check a path-loss model class built as ``cls(carrier_hz=..., h_bs_m=...)``.
+
+    Rules: ``loss_db(d2d_m, h_ut_m, los)`` over (cells, devices) arrays is float64,
+    finite and > 0, broadcasts (a scalar call gives a 0-d result) and equals the
+    scalar calls element by element; ``los_probability`` is in [0, 1];
+    ``shadow_std_db`` has the links' shape and ``decorrelation_distance_m`` is > 0;
+    results are deterministic and a pickled copy gives the same losses.
+    """
+    what = f"path-loss model {_name(cls)}"
+    model = cls(carrier_hz=carrier_hz, h_bs_m=h_bs_m)
+    rng = np.random.default_rng(7)
+    d2d = rng.uniform(0.0, 6000.0, size=(3, 40))
+    h_ut = rng.uniform(1.0, 3.0, size=(40,))
+    los = rng.random((3, 40)) < 0.5
+    loss = np.asarray(model.loss_db(d2d, h_ut, los))
+    _require(loss.shape == (3, 40) and loss.dtype == np.float64, what, "loss_db must be float64 of the links' shape")
+    _require(bool(np.all(np.isfinite(loss)) and np.all(loss > 0)), what, "loss_db must be finite and > 0 dB")
+    _require(np.asarray(model.loss_db(50.0, 1.5, True)).shape == (), what, "a scalar loss_db call must give a 0-d result")
+    scalar = [float(model.loss_db(d2d[1, j], h_ut[j], los[1, j])) for j in range(40)]
+    _require(np.array_equal(loss[1], scalar), what, "vectorised loss_db must equal the scalar calls")
+    p = np.asarray(model.los_probability(d2d, h_ut))
+    _require(p.shape == (3, 40) and bool(np.all((p >= 0) & (p <= 1))), what, "los_probability must be in [0, 1]")
+    _require(np.asarray(model.shadow_std_db(los)).shape == (3, 40), what, "shadow_std_db must have the links' shape")
+    _require(bool(np.all(np.asarray(model.decorrelation_distance_m(los)) > 0)), what,
+             "decorrelation_distance_m must be > 0")
+    _require(np.array_equal(loss, np.asarray(model.loss_db(d2d, h_ut, los))), what, "loss_db must be deterministic")
+    copy = pickle.loads(pickle.dumps(model))
+    _require(np.array_equal(loss, np.asarray(copy.loss_db(d2d, h_ut, los))), what, "a pickled copy gives other losses")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cosim
-from cosim.checks import ConformanceError, check_algorithm, check_allocator, check_policy
+from cosim.checks import ConformanceError, check_algorithm, check_allocator, check_mobility, check_pathloss, check_policy
 from cosim.engine.policies import SELECTION_POLICIES
 from cosim.scenario import ScenarioError, registries
 
@@ -187,3 +187,23 @@ def test_checks_reject_broken_plugins() -> None:
 
     with pytest.raises(ConformanceError, match="downlink config must carry the round number"):
         check_algorithm(Forgetful)
+
+
+def test_radio_checks_reject_broken_models() -> None:
+    from radio.mobility import RandomWaypoint
+    from radio.pathloss import FreeSpace
+
+    class Escapes(RandomWaypoint):
+        @property
+        def positions_m(self):
+            return super().positions_m + 1e4  # reports devices outside the area
+
+    with pytest.raises(ConformanceError, match="inside the area"):
+        check_mobility(Escapes)
+
+    class Negative(FreeSpace):
+        def loss_db(self, d2d_m, h_ut_m, los):
+            return -super().loss_db(d2d_m, h_ut_m, los)
+
+    with pytest.raises(ConformanceError, match="finite and > 0 dB"):
+        check_pathloss(Negative)

@@ -34,6 +34,14 @@ def in_area(pos_m: np.ndarray) -> bool:
 
 # ----------------------------------------------------------- registry contract
 @pytest.mark.parametrize("name", sorted(MOBILITY))
+def test_conformance_check(name: str) -> None:
+    """The reusable plugin check (``cosim.checks``) holds for every built-in mobility model."""
+    from cosim.checks import check_mobility
+
+    check_mobility(MOBILITY[name])
+
+
+@pytest.mark.parametrize("name", sorted(MOBILITY))
 def test_contract_shapes_and_types(name: str) -> None:
     m = make(name)
     assert m.positions_m.shape == (N_DEV, 2)

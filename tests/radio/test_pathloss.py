@@ -229,6 +229,9 @@ def test_registry_keys() -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_registry_contract(name: str) -> None:
+    from cosim.checks import check_pathloss  # the reusable plugin check holds for every built-in
+
+    check_pathloss(MODELS[name])
     model = MODELS[name](carrier_hz=3.5e9, h_bs_m=25.0)
     rng = np.random.default_rng(7)
     d2d = rng.uniform(0.0, 6000.0, size=(3, 40))  # (n_cells, n_devices)
