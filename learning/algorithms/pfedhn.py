@@ -11,7 +11,8 @@ The heads' biases start at a standard ViT initialisation (drawn from the server 
 so HN(e) = that initialisation + a small device-specific term.
 
 downlink  : θ_i = HN(e_i), all parameters, dense fp32.
-client    : trains θ_i for ``local_epochs``; uplinks Δθ_i = θ_sent − θ_trained (fp32, same
+client    : trains θ_i for ``local_epochs`` with the reference inner optimizer by default
+            (SGD lr 5e-3, momentum 0.9, weight decay 5e-5, batch 64); uplinks Δθ_i = θ_sent − θ_trained (fp32, same
             names; pFedHN's ``inner_state − final_state``). Devices keep nothing.
 aggregate : g_φ = Σ_i (n_i/n) · ∂θ/∂φ(e_i)ᵀ Δθ_i and g_{e_i} = ∂θ/∂e(e_i)ᵀ Δθ_i (each
             embedding gets its own device's gradient), ``hn_vjp``; the joint gradient is
@@ -56,6 +57,11 @@ HN_PARAMS: dict[str, Any] = {
     "hn_weight_decay": 1e-3,
     "hn_grad_clip": 50.0,
 }
+
+
+#: pFedHN's inner (device) optimizer, from its reference trainer (see ``PFedHN``).
+INNER_OPTIMIZER: dict[str, Any] = {"optimizer": "sgd", "lr": 5e-3, "momentum": 0.9, "weight_decay": 5e-5,
+                                   "batch_size": 64}
 
 
 def default_embedding_dim(n_devices: int) -> int:
@@ -173,7 +179,11 @@ class PFedHN(Algorithm):
     name: ClassVar[str] = "pfedhn"
     communicates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
-    extra_params: ClassVar[dict[str, Any]] = dict(HN_PARAMS)
+    #: HN_PARAMS plus the reference inner optimizer, which overrides the common defaults
+    #: (AvivSham/pFedHN experiments/pfedhn/trainer.py: inner SGD lr 5e-3, momentum 0.9,
+    #: weight decay 5e-5, batch 64). Not reproduced: its inner gradient clipping at norm
+    #: 50 and its 50 inner steps (cosim trains ``local_epochs`` passes instead).
+    extra_params: ClassVar[dict[str, Any]] = {**HN_PARAMS, **INNER_OPTIMIZER}
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
         super().__init__(data, model_config, params, seed)

@@ -246,7 +246,9 @@ def test_global_baselines_learn(name: str, params: dict, rounds: int, data: Tiny
     ("fedper", {}, 3),
     ("fedrep", {}, 3),
     ("ditto", {}, 3),
-    ("pfedhn", {"hn_lr": 0.1}, 5),  # a faster server step than pFedHN's 1e-2 for a 5-round test
+    # a faster server step than pFedHN's 1e-2 and Adam inside (its reference SGD 5e-3 needs
+    # hundreds of rounds) for a 5-round test of the machinery
+    ("pfedhn", {"hn_lr": 0.1, "optimizer": "adam"}, 5),
     ("fedtp", {"hn_lr": 0.1}, 4),
 ])
 def test_personalized_baselines_learn(name: str, params: dict, rounds: int, noniid: TinyData) -> None:
@@ -256,3 +258,16 @@ def test_personalized_baselines_learn(name: str, params: dict, rounds: int, noni
     ev = alg.evaluate()
     assert ev.global_accuracy is None
     assert before < 0.7 and ev.mean_accuracy > 0.85, (before, ev)  # each device: 2 classes, chance 0.5
+
+
+def test_pfedhn_inner_optimizer_defaults_are_the_reference_trainers() -> None:
+    # AvivSham/pFedHN experiments/pfedhn/trainer.py: inner SGD(lr=5e-3, momentum=.9,
+    # weight_decay=5e-5), batch 64; server SGD lr 1e-2, momentum 0.9, weight decay 1e-3.
+    from learning.algorithms import ALGORITHMS
+    from learning.algorithms.training import TrainParams
+    resolved = ALGORITHMS["pfedhn"].resolve_params({})
+    hp = TrainParams.from_params(resolved)
+    assert (hp.optimizer, hp.lr, hp.momentum, hp.weight_decay, hp.batch_size) == ("sgd", 5e-3, 0.9, 5e-5, 64)
+    assert (resolved["hn_lr"], resolved["hn_momentum"], resolved["hn_weight_decay"]) == (1e-2, 0.9, 1e-3)
+    assert TrainParams.from_params(ALGORITHMS["pfedhn"].resolve_params({"lr": 1e-3, "optimizer": "adam"})).optimizer \
+        == "adam"  # still overridable
