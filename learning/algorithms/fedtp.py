@@ -3,7 +3,10 @@
 Server state: the global values of every non-SAL parameter ("rest": embed, norm, FFL,
 head) and a ``HyperServer`` (``learning.algorithms.pfedhn``) whose hypernetwork
 (embedding → MLP trunk → one linear head per SAL tensor; ``pfl_tps.hypernetwork``)
-generates each device's SAL tensors (qkv and proj weights and biases of every block).
+generates each device's attention QKV projection weight of every block (``*.qkv.weight``),
+as the reference ``ViTHyper`` does (zhyczy/FedTP models/Hypernetworks.py: one
+``to_qkv_value_list`` head per layer, one hidden layer, embedding width 128); the QKV
+bias and the output projection are FedAvg'd with the rest.
 
 downlink  : rest (global) + SAL_i = HN(e_i), dense fp32, all under the parameter names.
 client    : trains the whole model ``local_epochs``; uplinks the trained rest under the
@@ -39,8 +42,14 @@ __all__ = ["FedTP", "FedTPClient", "DELTA_PREFIX", "fedtp_uplink"]
 #: name prefix of the ΔSAL tensors in the uplink.
 DELTA_PREFIX = "delta."
 
-#: FedTP's hypernetwork trunk is shallower than pFedHN's (one hidden layer).
-FEDTP_HN_PARAMS: dict[str, Any] = {**HN_PARAMS, "hn_layers": 2}
+#: FedTP's hypernetwork: trunk shallower than pFedHN's (one hidden layer), embedding width
+#: 128 (the reference's default), otherwise pFedHN's server settings.
+FEDTP_HN_PARAMS: dict[str, Any] = {**HN_PARAMS, "hn_layers": 2, "embedding_dim": 128}
+
+
+def generated_names(model: nn.Module) -> list[str]:
+    """The parameters FedTP's hypernetwork generates: each block's attention QKV weight."""
+    return [n for n in param_groups(model)["sal"] if n.endswith("qkv.weight")]
 
 
 def fedtp_uplink(trained: dict[str, torch.Tensor], sent: dict[str, torch.Tensor], sal: Sequence[str],
@@ -58,7 +67,7 @@ class FedTPClient(FedAvgClient):
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (rest, SAL_i) -> (rest', ΔSAL_i)."""
         model, stats = self.train_received("fedtp", device, payload, seed)
-        uplink = fedtp_uplink(model.state_dict(), payload.tensors, param_groups(model)["sal"],
+        uplink = fedtp_uplink(model.state_dict(), payload.tensors, generated_names(model),
                               int(payload.config.get("round", 0)))
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
                            self.data.num_train(device), train_metrics(stats))
@@ -74,9 +83,11 @@ class FedTP(FedAvg):
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
         super().__init__(data, model_config, params, seed)
-        self.sal_names = list(param_groups(self._model)["sal"])
+        self.sal_names = generated_names(self._model)
         self.global_state = {k: v for k, v in self.global_state.items() if k not in set(self.sal_names)}
-        self.server: HyperServer = make_hyper_server(self, SalSpec.from_model(self._model), None)
+        shapes = dict(self._model.named_parameters())
+        spec = SalSpec(tuple(self.sal_names), tuple(tuple(shapes[n].shape) for n in self.sal_names))
+        self.server: HyperServer = make_hyper_server(self, spec, None)
 
     @classmethod
     def check_params(cls, resolved: dict[str, Any]) -> None:
@@ -117,7 +128,7 @@ class FedTP(FedAvg):
         """Exact payload sizes from meta tensors; dense FLOPs."""
         resolved = cls.resolve_params(params)
         model, state = meta_state_dict(model_config, input_shape, num_classes)
-        sal = param_groups(model)["sal"]
+        sal = generated_names(model)
         down = Payload(dict(state), "fp32", {"round": 0}).wire_bytes
         up = fedtp_uplink(state, state, sal, 0).wire_bytes
         return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),

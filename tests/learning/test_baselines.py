@@ -178,8 +178,12 @@ def test_hypernetwork_step_is_the_vjp_sgd_step_and_approaches_target(name: str, 
 
 def test_fedtp_payloads_and_rest_is_fedavg(data: TinyData) -> None:
     names, groups = _names()
-    sal = set(groups["sal"])
+    # As the reference ViTHyper: only each block's QKV weight is generated; the QKV bias and
+    # the output projection are FedAvg'd like the rest. Embedding width 128.
+    sal = {k for k in groups["sal"] if k.endswith("qkv.weight")}
+    assert sal == {"blocks.0.sal.qkv.weight"} and "blocks.0.sal.proj.weight" in set(groups["sal"]) - sal
     alg = make_algorithm("fedtp", data, MODEL, FAST, seed=0)
+    assert alg.server.embeddings.shape[1] == 128 and list(alg.server.spec.names) == sorted(sal)
     d0, d1 = alg.downlink(0, 0), alg.downlink(1, 0)
     assert set(d0.tensors) == names
     assert not torch.equal(d0.tensors["blocks.0.sal.qkv.weight"], d1.tensors["blocks.0.sal.qkv.weight"])
