@@ -2,8 +2,12 @@
 
 Payloads, aggregation and evaluation are FedPer's (body shared and FedAvg'd, head
 personal). Only the local update differs: first the head alone for ``head_epochs``
-(default 1) with the body frozen, then the body alone for ``local_epochs`` with the head
-frozen, each with a fresh optimizer.
+(default 9) with the body frozen, then the body alone for ``local_epochs`` with the head
+frozen, each with a fresh optimizer. The default follows the reference implementation
+(lgcollins/FedRep, ``--local_ep 10 --local_rep_ep 1``: of 10 local epochs the first
+``10 − 1 = 9`` train the head only and the last one the representation): with cosim's
+default ``local_epochs: 1`` that is 9 head epochs, then 1 body epoch. Head epochs are
+cheap (forward + the head's weight gradient), and counted as such.
 
 FLOPs are counted as executed (convention of ``learning.flops``):
   head pass : the full forward, and backward only the head's weight gradient, because
@@ -69,7 +73,7 @@ class FedRep(FedPer):
     """FedPer's split with FedRep's alternating local update (parameter ``head_epochs``)."""
 
     name: ClassVar[str] = "fedrep"
-    extra_params: ClassVar[dict[str, Any]] = {"head_epochs": 1.0}
+    extra_params: ClassVar[dict[str, Any]] = {"head_epochs": 9.0}
 
     @classmethod
     def check_params(cls, resolved: dict[str, Any]) -> None:
