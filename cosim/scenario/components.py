@@ -187,10 +187,27 @@ def _learning(scenario: Any, problems: list[str]) -> None:
                  lambda m: _key_path("learning.model", m, model))
 
 
+#: resolved YAML of the scenarios that passed ``check_components`` in this process (newest last).
+_PASSED: dict[str, None] = {}
+_PASSED_MAX = 64
+
+
 def check_components(scenario: Any) -> None:
-    """Build every pluggable part of ``scenario`` once; raise ``ScenarioError`` naming each bad key."""
+    """Build every pluggable part of ``scenario`` once; raise ``ScenarioError`` naming each bad key.
+
+    A scenario whose resolved YAML already passed in this process is not built again
+    (``cosim run`` validates the file, then the run validates the scenario object it got:
+    building a street grid's routing table or a model twice is start-up time for nothing).
+    """
+    key = scenario.to_yaml() if hasattr(scenario, "to_yaml") else None
+    if key is not None and key in _PASSED:
+        return
     problems: list[str] = []
     for check in (_cells, _mobility, _fading, _learning):
         check(scenario, problems)
     if problems:
         raise ScenarioError(problems)
+    if key is not None:
+        _PASSED[key] = None
+        while len(_PASSED) > _PASSED_MAX:
+            del _PASSED[next(iter(_PASSED))]

@@ -21,8 +21,9 @@ so the ``.gz`` digests are kept for reference and the content digests are what w
 Files may be present either as ``name.gz`` or decompressed as ``name``.
 
 Parsed cache: decompressing and checking the four files costs about a second per run, so
-the parsed arrays of a folder are kept in one ``.npz`` beside the download cache
-(``<cache root>/parsed/fashion-mnist-<folder hash>.npz``). It is used only while the
+the parsed arrays of a folder are kept in one file beside the download cache
+(``<cache root>/parsed/fashion-mnist-<folder hash>.bin``: a JSON header line, then the
+raw arrays). It is used only while the
 folder's four files keep the size and modification time they had when it was written,
 and only if every array's CRC-32 (stored in it) matches; otherwise the files are parsed
 and checked as above and the cache rewritten (atomically: temp file + rename). A cache
@@ -37,7 +38,6 @@ import os
 import tempfile
 import urllib.request
 import warnings
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,13 +147,13 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-_PARSED_VERSION = 1
+_PARSED_VERSION = 2
 
 
 def parsed_cache_path(folder: Path, cache_dir: str | Path | None = None) -> Path:
     """Where the parsed arrays of the files in ``folder`` are cached (see the module docstring)."""
     digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
-    return default_cache_dir(cache_dir).parent / "parsed" / f"fashion-mnist-{digest}.npz"
+    return default_cache_dir(cache_dir).parent / "parsed" / f"fashion-mnist-{digest}.bin"
 
 
 def _source_key(folder: Path) -> str:
@@ -168,32 +168,44 @@ def _source_key(folder: Path) -> str:
 
 
 def _read_parsed(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays if ``path`` holds them for ``key`` with matching CRC-32s, else None."""
-    if not path.is_file():
-        return None
+    """The cached arrays if ``path`` holds them for ``key`` with matching CRC-32s, else None.
+
+    Format: one line of JSON (version, key, and per array its role, dtype, shape and
+    CRC-32), then the arrays' raw bytes in that order, nothing after them.
+    """
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
+        with open(path, "rb") as handle:
+            meta = json.loads(handle.readline())
             if meta.get("version") != _PARSED_VERSION or meta.get("key") != key:
                 return None
-            arrays = {role: npz[role] for role in FILES}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            arrays: dict[str, np.ndarray] = {}
+            for spec in meta["arrays"]:
+                dtype, shape = np.dtype(spec["dtype"]), tuple(int(n) for n in spec["shape"])
+                size = int(np.prod(shape)) * dtype.itemsize
+                raw = handle.read(size)
+                if len(raw) != size or zlib.crc32(raw) != spec["crc32"]:
+                    return None
+                arrays[spec["role"]] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+            if handle.read(1):
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    crc = meta.get("crc32", {})
-    if any(zlib.crc32(arrays[role]) != crc.get(role) for role in FILES):
-        return None
-    return arrays
+    return arrays if set(arrays) == set(FILES) else None
 
 
 def _write_parsed(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Write the parsed arrays and their CRC-32s atomically; errors are ignored (cache only)."""
-    meta = json.dumps({"version": _PARSED_VERSION, "key": key,
-                       "crc32": {role: zlib.crc32(a) for role, a in arrays.items()}})
+    parts = {role: np.ascontiguousarray(a) for role, a in arrays.items()}
+    meta = {"version": _PARSED_VERSION, "key": key,
+            "arrays": [{"role": role, "dtype": a.dtype.str, "shape": list(a.shape), "crc32": zlib.crc32(a)}
+                       for role, a in parts.items()]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
-            np.savez(handle, meta=np.array(meta), **arrays)
+            handle.write(json.dumps(meta).encode() + b"\n")
+            for a in parts.values():
+                handle.write(a.tobytes())
         os.replace(tmp, path)
     except OSError:
         try:

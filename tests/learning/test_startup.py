@@ -84,7 +84,7 @@ def test_corrupt_parsed_cache_is_rejected_and_rewritten(copy_of_fmnist: Path, tm
     again = fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache)
     assert _equal(first, again)
     assert fm._read_parsed(parsed, fm._source_key(copy_of_fmnist)) is not None  # rewritten
-    parsed.write_bytes(b"not a zip")
+    parsed.write_bytes(b"not a cache file")
     assert _equal(first, fm.load_fashion_mnist(path=copy_of_fmnist, download=False, cache_dir=cache))
 
 
@@ -122,3 +122,27 @@ def test_local_training_does_not_import_dynamo() -> None:
             "train_local(m, x, y, TrainParams(optimizer='sgd', batch_size=4), seed=0); "
             "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
     assert _fresh_python(code) == "False False"
+
+
+def test_components_of_a_scenario_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `cosim run FILE` validates the file, then the run validates the scenario it got:
+    # the second check of the same resolved scenario builds nothing.
+    import cosim.scenario.components as components
+    from cosim.scenario import ScenarioError, load_scenario
+
+    calls: list[str] = []
+    real = components._mobility
+    monkeypatch.setattr(components, "_mobility", lambda s, p: calls.append(s.name) or real(s, p))
+    monkeypatch.setattr(components, "_PASSED", {})
+    root = Path(__file__).resolve().parents[2]
+    scenario = load_scenario(root / "scenarios" / "smoke.yaml", ["fl.rounds=1"])
+    components.check_components(scenario)
+    components.check_components(scenario)
+    assert calls == ["smoke"]
+    components.check_components(load_scenario(root / "scenarios" / "smoke.yaml", ["fl.rounds=2"]))
+    assert calls == ["smoke", "smoke"]  # a different scenario is checked
+    bad = load_scenario(root / "scenarios" / "smoke.yaml", ["devices.mobility={model: random_waypoint, params: {}}"])
+    bad.devices.mobility.params["speed_mps"] = [-1.0, 2.0]
+    for _ in range(2):  # failures are never remembered
+        with pytest.raises(ScenarioError, match="speed_mps"):
+            components.check_components(bad)
