@@ -413,6 +413,9 @@ def _mode_problems(scenario: Scenario) -> list[tuple[str, str]]:
     if algorithm not in supported:
         problems.append(("learning.algorithm.name", f"{algorithm!r} cannot run in fl.mode {fl.mode!r} "
                          f"(it has no stale-update rule; modes other than sync support: {', '.join(supported)})"))
+    if fl.mode in ("async", "buffered") and fl.deadline_s is not None:
+        problems.append(("fl.deadline_s", f"{fmt_value(fl.deadline_s)}: fl.mode {fl.mode!r} has no rounds to cut "
+                         "(null, or fl.mode semi_sync for rounds with a deadline)"))
     if fl.mode == "semi_sync" and fl.deadline_s is None:
         problems.append(("fl.deadline_s", "None: fl.mode 'semi_sync' needs a round deadline"))
     if fl.concurrency is not None and fl.concurrency > scenario.devices.count:

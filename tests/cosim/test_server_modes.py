@@ -165,6 +165,7 @@ def test_checkpoint_with_updates_in_flight_resumes_byte_identical(tmp_path, mode
     (["fl.mode=semi_sync"], "fl.deadline_s: None: fl.mode 'semi_sync' needs a round deadline"),
     (["fl.mode=buffered", "fl.buffer_size=7"], "fl.buffer_size: 7 > devices.count (6)"),
     (["fl.mode=nope"], "fl.mode"),
+    (["fl.mode=async", "fl.deadline_s=2.0"], "fl.deadline_s: 2: fl.mode 'async' has no rounds to cut"),
 ])
 def test_bad_mode_settings_are_one_line_errors(overrides, message):
     with pytest.raises(ScenarioError) as err:
