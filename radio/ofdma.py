@@ -1,21 +1,25 @@
 """OFDMA band sharing: fluid-flow bandwidth allocators and the NR resource grid.
 
 Fluid model used by the engine: while the set of active flows and the channel are
-unchanged, flow ``i`` gets a fraction ``x_i`` of the band ``B`` and transmits at
-``rate_i = x_i · B · SE_i`` [bit/s], where ``SE_i`` is its spectral efficiency
-[bit/s/Hz]. An allocator maps the active flows' state to fractions ``x`` with
-``x_i >= 0`` and ``Σ x_i = 1``.
+unchanged, flow ``i`` holds a fraction ``x_i`` of the band and transmits at ``r_i(x_i)``
+[bit/s], a non-decreasing function of its share that is concave for the ``shannon``
+link abstraction: with uplink power control a UE puts its power on its own resource
+blocks, so its SINR depends on how many it holds (:class:`radio.share.ShareLinks`).
+An allocator maps the active flows' state to fractions ``x`` with ``x_i >= 0`` and
+``Σ x_i = 1``.
 
 Every allocator has the signature::
 
-    allocate(spectral_efficiency_bps_hz, remaining_bytes, average_rate_bps) -> x
+    allocate(links: ShareLinks, remaining_bytes, average_rate_bps) -> x
 
-with all arrays of shape (n_flows,), and is registered by name in
-:data:`ALLOCATORS`. Shared rules: ``n == 0`` gives an empty array; flows with
-``SE == 0`` (no coverage) get no share when at least one flow has ``SE > 0``
-(except under ``equal``, which is blind to the channel); when no flow has
-``SE > 0`` every allocator returns equal shares (nobody can progress, and shares
-stay well defined). No NaN or inf is ever produced, even for subnormal inputs.
+``links`` describes the ``n`` flows' rate functions (``links.rate_bps(x)``, its inverse
+``links.share_for_rate(r)``, ``links.covered``); ``remaining_bytes`` and
+``average_rate_bps`` (the proportional-fair average kept by the caller) have shape
+(n,). Allocators are registered by name in :data:`ALLOCATORS`. Shared rules: ``n == 0``
+gives an empty array; flows that cannot carry anything on the whole band
+(``r_i(1) = 0``: out of coverage) get no share when at least one flow can (except
+under ``equal``, which is blind to the channel); when none can, every allocator
+returns equal shares. No NaN or inf is ever produced.
 
 :class:`ResourceGrid` quantises fractions to whole NR resource blocks
 (12 subcarriers each, 3GPP TS 38.211 §4.4.4.1) with largest-remainder rounding.
@@ -28,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from radio.share import ShareLinks
 
 __all__ = [
     "ALLOCATORS",
@@ -42,176 +48,198 @@ __all__ = [
     "NR_MAX_RB",
 ]
 
-Allocator = Callable[[ArrayLike, ArrayLike, ArrayLike], NDArray[np.float64]]
+Allocator = Callable[[ShareLinks, ArrayLike, ArrayLike], NDArray[np.float64]]
+
+#: Bisection steps of `min_time` on the common finish time (log domain): the bracket
+#: shrinks by 2**-60, far below float resolution for any realistic bracket.
+MIN_TIME_STEPS = 60
 
 
-def _validate(
-    se: ArrayLike, remaining: ArrayLike, avg: ArrayLike
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Convert to float arrays of one common 1-D shape; reject negatives / NaN."""
+def _validate(links: ShareLinks, remaining: ArrayLike, avg: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Float arrays of shape (links.n,); reject negatives / NaN with the argument's name."""
+    if not isinstance(links, ShareLinks):
+        raise TypeError(f"links must be a radio.share.ShareLinks, got {type(links).__name__}")
     arrays = []
-    for name, value in (
-        ("spectral_efficiency_bps_hz", se),
-        ("remaining_bytes", remaining),
-        ("average_rate_bps", avg),
-    ):
+    for name, value in (("remaining_bytes", remaining), ("average_rate_bps", avg)):
         a = np.asarray(value, dtype=np.float64)
         if a.ndim != 1:
             raise ValueError(f"{name} must be 1-D (n_flows,), got shape {a.shape}")
-        if a.size and not (np.all(a >= 0.0)):  # also rejects NaN
+        if a.size and not np.all(a >= 0.0):  # also rejects NaN
             raise ValueError(f"{name}={a.tolist()} out of range; allowed: >= 0, not NaN")
+        if a.shape != (links.n,):
+            raise ValueError(f"shape mismatch: links has {links.n} flows, {name} {a.shape}")
         arrays.append(a)
-    if not (arrays[0].shape == arrays[1].shape == arrays[2].shape):
-        raise ValueError(
-            "shape mismatch: spectral_efficiency_bps_hz "
-            f"{arrays[0].shape}, remaining_bytes {arrays[1].shape}, "
-            f"average_rate_bps {arrays[2].shape}"
-        )
-    return arrays[0], arrays[1], arrays[2]
+    return arrays[0], arrays[1]
 
 
-def _normalise_log(log_w: NDArray[np.float64], fallback: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Shares ``w / Σ w`` from log-weights ``log w`` (``-inf`` = weight 0).
-
-    Working in the log domain keeps ratios such as ``rem / SE`` exact even when
-    SE is subnormal (no overflow to inf, no NaN). If every weight is 0, equal
-    shares over the ``fallback`` flows (or over all flows if none is flagged).
-    """
-    top = np.max(log_w)
-    if np.isfinite(top):
-        w = np.exp(log_w - top)  # in (0, 1], the maximum is exactly 1
-        return w / w.sum()
-    mask = fallback if np.any(fallback) else np.ones_like(fallback)
+def _equal_over(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    mask = mask if np.any(mask) else np.ones_like(mask)
     return mask / mask.sum()
 
 
+def _normalise_log(log_w: NDArray[np.float64], fallback: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Shares ``w / Σ w`` from log-weights ``log w`` (``-inf`` = weight 0); equal over
+    ``fallback`` (or all) if every weight is 0. Log domain: no overflow, no NaN."""
+    top = np.max(log_w)
+    if np.isfinite(top):
+        w = np.exp(log_w - top)
+        return w / w.sum()
+    return _equal_over(fallback)
+
+
 def _log(a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Natural log with log(0) = -inf and no warning."""
     with np.errstate(divide="ignore"):
         return np.log(a)
 
 
-def equal(
-    spectral_efficiency_bps_hz: ArrayLike,
-    remaining_bytes: ArrayLike,
-    average_rate_bps: ArrayLike,
-) -> NDArray[np.float64]:
+def equal(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: ArrayLike) -> NDArray[np.float64]:
     """Equal shares ``x_i = 1/n``, whatever the channel (round-robin fluid limit).
 
     Args:
-        spectral_efficiency_bps_hz: SE of each active flow [bit/s/Hz], shape (n,).
-        remaining_bytes: bytes left per flow [bytes], shape (n,) (unused).
-        average_rate_bps: EWMA throughput per flow [bit/s], shape (n,) (unused).
+        links: the flows' rate functions (n flows).
+        remaining_bytes: bytes left per flow, shape (n,) (unused).
+        average_rate_bps: proportional-fair average per flow [bit/s], shape (n,) (unused).
 
     Returns:
         bandwidth fractions, shape (n,), summing to 1.
     """
-    se, _, _ = _validate(spectral_efficiency_bps_hz, remaining_bytes, average_rate_bps)
-    n = se.size
-    return np.full(n, 1.0 / n) if n else np.zeros(0)
+    _validate(links, remaining_bytes, average_rate_bps)
+    return np.full(links.n, 1.0 / links.n) if links.n else np.zeros(0)
 
 
-def proportional_fair(
-    spectral_efficiency_bps_hz: ArrayLike,
-    remaining_bytes: ArrayLike,
-    average_rate_bps: ArrayLike,
-) -> NDArray[np.float64]:
+def proportional_fair(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: ArrayLike) -> NDArray[np.float64]:
     """Fluid limit of the proportional-fair (PF) scheduler metric.
 
-    A slot-level PF scheduler serves the flow maximising ``m_i = r_i / R̄_i``,
-    where ``r_i = B · SE_i`` is its instantaneous achievable rate and ``R̄_i`` its
-    EWMA throughput (Kelly 1997; Jalali et al. VTC 2000). A fluid model has no
-    slots, so here the band is shared *in proportion to the metric*:
+    A slot-level PF scheduler serves the flow maximising ``m_i = r_i / R̄_i``, its
+    achievable rate over its time-averaged throughput (Kelly 1997; Jalali et al., VTC
+    2000). The fluid analogue shares the band in proportion to the metric, with the
+    achievable rate taken on the whole band:
 
-        x_i = m_i / Σ_j m_j,    m_i = SE_i / R̄_i.
+        x_i = m_i / Σ_j m_j,    m_i = r_i(1) / R̄_i.
 
-    Why this is the right fluid analogue: if ``R̄`` tracks the served rate
-    (``R̄_i → x_i B SE_i``), the fixed point satisfies ``x_i ∝ 1/x_i``, i.e. equal
-    shares, which is exactly the maximiser of ``Σ log(x_i B SE_i)`` (the PF
-    objective) for a static channel; under fading a flow above its own average
-    gets more than its fair share, as with the slotted scheduler. With no history
-    (equal ``R̄``) shares are proportional to SE.
-
-    Flows with ``R̄_i = 0`` (just started) are prioritised: as ``R̄_i → 0`` they
-    take the whole band, shared among them in proportion to SE. Flows with
-    ``SE_i = 0`` get 0 unless all do (then equal shares).
+    When ``R̄`` tracks the served rate on a static channel the fixed point is
+    ``x_i ∝ r_i(1) / r_i(x_i)``: equal shares for rate-linear flows (the maximiser of
+    Σ log r_i), more for power-limited ones whose rate grows less than linearly with
+    their share. The average ``R̄`` is kept by the caller as an EWMA in *time* with a
+    time constant in seconds (:class:`cosim.engine.flows.FlowScheduler`), starting a new
+    flow at its fair-share estimate r(1)/n. A flow with ``R̄_i = 0`` is treated as
+    infinitely hungry: such flows share the band in proportion to r(1).
 
     Args:
-        spectral_efficiency_bps_hz: SE of each active flow [bit/s/Hz], shape (n,).
-        remaining_bytes: bytes left per flow [bytes], shape (n,) (unused).
-        average_rate_bps: EWMA throughput R̄ per flow [bit/s], shape (n,).
+        links: the flows' rate functions (n flows).
+        remaining_bytes: bytes left per flow, shape (n,) (unused).
+        average_rate_bps: average throughput R̄ per flow [bit/s], shape (n,).
 
     Returns:
         bandwidth fractions, shape (n,), summing to 1.
     """
-    se, _, avg = _validate(spectral_efficiency_bps_hz, remaining_bytes, average_rate_bps)
-    if se.size == 0:
+    _, avg = _validate(links, remaining_bytes, average_rate_bps)
+    if links.n == 0:
         return np.zeros(0)
-    covered = se > 0.0
+    full = links.full_share_rate_bps
+    covered = full > 0.0
     fresh = covered & (avg <= 0.0)
     if np.any(fresh):
-        log_w = np.where(fresh, _log(se), -np.inf)
+        log_w = np.where(fresh, _log(full), -np.inf)
     else:
-        log_w = np.where(covered, _log(se) - _log(np.where(covered, avg, 1.0)), -np.inf)
+        log_w = np.where(covered, _log(full) - _log(np.where(covered, avg, 1.0)), -np.inf)
     return _normalise_log(log_w, covered)
 
 
-def max_rate(
-    spectral_efficiency_bps_hz: ArrayLike,
-    remaining_bytes: ArrayLike,
-    average_rate_bps: ArrayLike,
-) -> NDArray[np.float64]:
-    """Max-rate (opportunistic) scheduling: the whole band to the best link.
+def max_rate(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: ArrayLike) -> NDArray[np.float64]:
+    """Maximum sum rate: ``max Σ r_i(x_i)`` subject to ``Σ x_i = 1``, on the RB grid.
 
-    The flow with the highest SE gets ``x = 1`` (ties: lowest index), all others 0.
-    If no flow has SE > 0, equal shares.
+    With concave rates the optimum is water-filling of marginal rates; on the grid of
+    ``N_RB`` resource blocks it is found exactly by the greedy rule (each block to the
+    flow whose rate it raises most): evaluate every flow's rate at ``k/N_RB``,
+    ``k = 0..N_RB``, and keep the ``N_RB`` largest marginal gains (each flow's gains
+    decrease, so the kept ones are a prefix per flow). Flows with a constant SINR
+    (linear rates) reduce to the classic rule "everything to the best link"; power-limited
+    flows share. Ties go to the lowest index; blocks nobody can use (zero gain) go to
+    covered flows in index order (they carry nothing extra and cost no power).
 
     Args:
-        spectral_efficiency_bps_hz: SE of each active flow [bit/s/Hz], shape (n,).
-        remaining_bytes: bytes left per flow [bytes], shape (n,) (unused).
-        average_rate_bps: EWMA throughput per flow [bit/s], shape (n,) (unused).
+        links: the flows' rate functions (n flows).
+        remaining_bytes: bytes left per flow, shape (n,) (unused).
+        average_rate_bps: proportional-fair average per flow [bit/s], shape (n,) (unused).
 
     Returns:
-        bandwidth fractions, shape (n,), one entry 1 and the rest 0.
+        bandwidth fractions, multiples of 1/N_RB, shape (n,), summing to 1.
     """
-    se, _, _ = _validate(spectral_efficiency_bps_hz, remaining_bytes, average_rate_bps)
-    if se.size == 0:
+    _validate(links, remaining_bytes, average_rate_bps)
+    n, n_rb = links.n, int(links.n_rb)
+    if n == 0:
         return np.zeros(0)
-    if not np.any(se > 0.0):
-        return np.full(se.size, 1.0 / se.size)
-    x = np.zeros(se.size)
-    x[int(np.argmax(se))] = 1.0
-    return x
+    covered = links.full_share_rate_bps > 0.0
+    if not np.any(covered):
+        return np.full(n, 1.0 / n)
+    grid = np.broadcast_to(np.arange(n_rb + 1) / n_rb, (n, n_rb + 1))
+    gains = np.diff(links.rate_bps(grid), axis=1)  # (n, N_RB), >= 0
+    # Gains equal up to float round-off are ties (lowest index first): compare them on
+    # 12 significant digits relative to the largest gain.
+    scale = max(float(np.max(gains)), 1e-300)
+    gains = np.where(covered[:, None], np.round(np.maximum(gains, 0.0) / scale, 12), -1.0)
+    top = np.argsort(-gains.ravel(), kind="stable")[:n_rb]
+    return np.bincount(top // n_rb, minlength=n) / n_rb
 
 
-def min_time(
-    spectral_efficiency_bps_hz: ArrayLike,
-    remaining_bytes: ArrayLike,
-    average_rate_bps: ArrayLike,
-) -> NDArray[np.float64]:
-    """Shares that make every covered flow finish at the same instant.
+def min_time(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: ArrayLike) -> NDArray[np.float64]:
+    """Shares that make every covered flow finish at the same instant T (minimal makespan).
 
-    Flow ``i`` finishes after ``T_i = 8·rem_i / (x_i B SE_i)``; equal ``T_i`` with
-    ``Σ x = 1`` gives ``x_i ∝ rem_i / SE_i`` and the common time
-    ``T = 8 Σ_j (rem_j / SE_j) / B``, which also minimises the time until the last
-    flow ends (the makespan, i.e. the synchronous-FL upload phase). Flows with
-    ``SE_i = 0`` get 0 unless all do (then equal shares); if every covered flow has
-    ``rem = 0``, covered flows share equally.
+    Flow ``i`` needs ``r_i(x_i) = 8·rem_i / T``; its smallest such share
+    ``x_i(T) = r_i⁻¹(8·rem_i/T)`` decreases with ``T``, so the common finish time is the
+    root of ``Σ x_i(T) = 1``, found by bisection on log T. The bracket: rates are at
+    most linear in the share (concavity), so the linear extrapolation from the SINR
+    ceiling gives the closed-form lower bound ``T_lin = 8 Σ rem_i / r_i'(0)`` (the exact
+    answer when no flow is power limited, then no bisection runs); equal shares give the
+    upper bound. The final shares ``x(T_hi)`` sum to at most 1 and are scaled up to 1
+    (more share never lowers a rate). Flows with ``r_i(1) = 0`` get 0 unless all do (then
+    equal shares); flows with ``rem = 0`` get 0 (covered flows share equally if all have 0).
 
     Args:
-        spectral_efficiency_bps_hz: SE of each active flow [bit/s/Hz], shape (n,).
-        remaining_bytes: bytes left per flow [bytes], shape (n,).
-        average_rate_bps: EWMA throughput per flow [bit/s], shape (n,) (unused).
+        links: the flows' rate functions (n flows).
+        remaining_bytes: bytes left per flow, shape (n,).
+        average_rate_bps: proportional-fair average per flow [bit/s], shape (n,) (unused).
 
     Returns:
         bandwidth fractions, shape (n,), summing to 1.
     """
-    se, rem, _ = _validate(spectral_efficiency_bps_hz, remaining_bytes, average_rate_bps)
-    if se.size == 0:
+    rem, _ = _validate(links, remaining_bytes, average_rate_bps)
+    n = links.n
+    if n == 0:
         return np.zeros(0)
-    covered = se > 0.0
-    log_w = np.where(covered, _log(rem) - _log(np.where(covered, se, 1.0)), -np.inf)
-    return _normalise_log(log_w, covered)
+    covered = links.full_share_rate_bps > 0.0
+    live = covered & (rem > 0.0)
+    if not np.any(live):
+        return _equal_over(covered)
+    bits = 8.0 * rem
+
+    def shares(t_s: float) -> NDArray[np.float64]:
+        return np.where(live, links.share_for_rate(np.where(live, bits / t_s, 0.0)), 0.0)
+
+    # Slope at the origin (SINR at its ceiling): r_i(x) <= x * slope_i.
+    slope = links.ceiling_rate_bps
+    t_lo = float(np.sum(bits[live] / slope[live]))
+    x = shares(t_lo)
+    total = float(np.sum(x))
+    if np.isfinite(total) and total <= 1.0 + 1e-12:
+        return x / total
+    equal_rate = links.rate_bps(np.full(n, 1.0 / np.count_nonzero(live)))
+    t_hi = float(np.max(bits[live] / equal_rate[live]))
+    lo, hi = math.log(t_lo), math.log(max(t_hi, t_lo))
+    for _ in range(MIN_TIME_STEPS):
+        mid = 0.5 * (lo + hi)
+        if np.sum(shares(math.exp(mid))) > 1.0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-13:
+            break
+    x = shares(math.exp(hi))
+    total = float(np.sum(x))
+    if not (np.isfinite(total) and total > 0.0):  # cannot happen for a valid bracket; stay well defined
+        return _equal_over(live)
+    return x / total
 
 
 ALLOCATORS: dict[str, Allocator] = {

@@ -2,26 +2,45 @@
 
 A transfer is a flow of N bytes. While the set of active flows and the channel are
 unchanged every flow's rate is constant, so the scheduler advances all flows
-analytically and sets one timer for the earliest completion. Any change — a flow
-starts, ends or is cancelled, or the channel is redrawn — re-runs the allocator over
-all active flows at once (vectorised) and re-arms the timer. Stale timers are ignored
-by a version number, so the event count per round is O(flows + ticks), independent of
-the number of bytes.
+analytically and sets one timer for the earliest completion (or coverage expiry). Any
+change — a flow starts, ends or is cancelled, the channel is redrawn, the interference
+changes — re-runs the allocator over all active flows at once (vectorised) and re-arms
+the timer. Stale timers are ignored by a version number, so the event count per round
+is O(flows + ticks), independent of the number of bytes.
 
-Energy and airtime are accumulated per flow segment: the segment's duration times the
-transmitter's power, counted only while the flow holds a non-zero share of the band.
+Rates depend on the share (:class:`radio.share.ShareLinks`): the scheduler asks for its
+flows' link parameters at every reallocation, lets the allocator pick shares, and uses
+for each flow the rate *and the radiated power* of that share. One power, one truth:
+energy is charged with the power the rate was computed with, converted to what the
+device draws by an injected ``drawn_power_w`` (PA efficiency, circuit power), over the
+flow's airtime (its direction's share of time, TDD).
+
+Coverage versus starvation: a flow whose link cannot carry data on even one resource
+block (SINR below the minimum) for ``outage_s`` seconds in a row is out of coverage and
+is cancelled (reason ``"coverage"``); a covered flow that the allocator gives no share
+just waits (its starved time is counted; a round deadline may still cut it).
+
+Completion is by remaining bytes: a flow completes when its remaining bytes are zero up
+to what it sends in one unit of the clock's float resolution, never by a tolerance
+relative to the clock.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
 
-# A flow whose remaining bytes fall below this is complete (float round-off of rate*dt).
+from radio.share import ShareLinks
+
+# Remaining bytes at or below this count as delivered (float round-off of rate * dt).
 _BYTES_EPS = 1e-6
+# A flow completes at a timer when its remaining bytes are below what it sends in this
+# many ulps of the clock (the clock cannot resolve a finer finishing time).
+_CLOCK_ULPS = 4.0
 
 
 @dataclass
@@ -34,11 +53,11 @@ class Flow:
 
     device: int
     total_bytes: int
-    power_w: float
     done: simpy.Event
     start_s: float
     airtime_s: float = 0.0
     energy_j: float = 0.0
+    starved_s: float = 0.0
     end_s: float = float("nan")
     completed: bool = False
     cancelled_reason: str = ""
@@ -55,6 +74,10 @@ class Flow:
         return 8.0 * self.total_bytes / elapsed if elapsed > 0 and self.completed else float("nan")
 
 
+def _identity_power(devices: np.ndarray, radiated_w: np.ndarray) -> np.ndarray:
+    return radiated_w
+
+
 class FlowScheduler:
     """Shares a cell's band among its active flows with a `radio.ofdma` allocator.
 
@@ -63,68 +86,89 @@ class FlowScheduler:
 
     Args:
         env: the simulation environment.
-        bandwidth_hz: the cell's band in this direction [Hz].
-        allocator: ``allocate(se_bps_hz, remaining_bytes, average_rate_bps) -> fractions``.
-        spectral_efficiency: gives the current SE [bit/s/Hz] of an array of devices on
-            this cell (read at every reallocation).
-        n_devices: number of devices in the world (sizes the per-device rate history).
-        outage_ticks: a flow that got no share of the band, or none it could use (SE = 0),
-            for this many consecutive channel ticks is out of coverage and is cancelled
-            with reason ``"coverage"`` — otherwise a dead link would wait for ever.
+        links: ``links(devices) -> ShareLinks`` for an array of devices on this cell, read
+            at every reallocation (the world's current channel and interference).
+        allocator: ``allocate(links, remaining_bytes, average_rate_bps) -> fractions``.
+        n_devices: number of devices in the world (sizes the per-device PF averages).
+        outage_s: a flow whose link stays below the minimum SINR this long [s] is out of
+            coverage and cancelled with reason ``"coverage"``; > 0.
+        pf_time_constant_s: time constant τ of the proportional-fair average [s]: the
+            average of the served rate decays as exp(−Δt/τ) with elapsed time (also
+            between rounds, when the device sends nothing); > 0.
+        drawn_power_w: ``drawn_power_w(devices, radiated_w) -> drawn_w`` converts the
+            power a flow radiates for its rate into what the device draws (default:
+            identity); on the downlink the engine passes the receive power.
         on_segment: called as ``on_segment(devices, duration_s, energy_j)`` after every
-            advance with the devices that held a non-zero share, the segment length and
-            each device's energy for it; it returns a boolean mask of flows to cancel
-            (battery empty), or None.
+            advance with the devices that sent, the segment length and each device's
+            energy for it; it returns a boolean mask of flows to cancel (battery empty),
+            or None.
+        on_allocation: called as ``on_allocation(devices, radiated_w)`` after every
+            reallocation with all active devices and the power each radiates now (0 if
+            not sending), so the world can compute the interference they cause.
     """
 
     def __init__(
         self,
         env: simpy.Environment,
-        bandwidth_hz: float,
-        allocator: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-        spectral_efficiency: Callable[[np.ndarray], np.ndarray],
+        links: Callable[[np.ndarray], ShareLinks],
+        allocator: Callable[[ShareLinks, np.ndarray, np.ndarray], np.ndarray],
         n_devices: int,
-        outage_ticks: int = 10,
+        outage_s: float = 1.0,
+        pf_time_constant_s: float = 1.0,
+        drawn_power_w: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         on_segment: Callable[[np.ndarray, float, np.ndarray], np.ndarray | None] | None = None,
+        on_allocation: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
-        if bandwidth_hz <= 0:
-            raise ValueError(f"bandwidth_hz must be > 0, got {bandwidth_hz}")
+        if not outage_s > 0:
+            raise ValueError(f"outage_s must be > 0, got {outage_s}")
+        if not pf_time_constant_s > 0:
+            raise ValueError(f"pf_time_constant_s must be > 0, got {pf_time_constant_s}")
         self.env = env
-        self.bandwidth_hz = float(bandwidth_hz)
+        self._links = links
         self._allocate = allocator
-        self._spectral_efficiency = spectral_efficiency
+        self._drawn_power_w = drawn_power_w or _identity_power
         self._on_segment = on_segment
-        if outage_ticks < 1:
-            raise ValueError(f"outage_ticks must be >= 1, got {outage_ticks}")
-        self.outage_ticks = int(outage_ticks)
+        self._on_allocation = on_allocation
+        self.outage_s = float(outage_s)
+        self.pf_time_constant_s = float(pf_time_constant_s)
         self._flows: list[Flow] = []
         self._device = np.zeros(0, dtype=np.int64)
         self._remaining = np.zeros(0)
         self._rate = np.zeros(0)
-        self._power = np.zeros(0)
+        self._drawn = np.zeros(0)
         self._airtime = np.zeros(0)
         self._energy = np.zeros(0)
-        self._zero_rate_ticks = np.zeros(0, dtype=np.int64)
+        self._starved = np.zeros(0)
+        self._covered = np.zeros(0, dtype=bool)
+        self._below_since = np.zeros(0)
+        self._fresh = np.zeros(0, dtype=bool)
+        self._time_fraction = 1.0
         self._last_update_s = env.now
         self._version = 0
         self._timer_at_s: float | None = None  # when the armed timer (current version) fires
+        self._target = -1
         self.reallocations = 0
-        # Long-run average rate per device (EWMA over reallocations), for proportional fair;
-        # part of a checkpoint.
-        self.rate_history_bps = np.full(n_devices, np.nan)
+        # Proportional-fair average served rate per device [bit/s] and when it was last
+        # brought up to date [s] (NaN: never served here); part of a checkpoint.
+        self.pf_average_bps = np.full(n_devices, np.nan)
+        self.pf_updated_s = np.full(n_devices, np.nan)
 
     @property
     def active(self) -> int:
         """Number of flows currently sharing the band."""
         return len(self._flows)
 
-    def start(self, device: int, nbytes: int, power_w: float = 0.0) -> Flow:
+    @property
+    def active_devices(self) -> np.ndarray:
+        """Devices with a flow on the band (copy)."""
+        return self._device.copy()
+
+    def start(self, device: int, nbytes: int) -> Flow:
         """Start a flow of `nbytes` [bytes]; its `done` event fires when delivered."""
         if nbytes < 0:
             raise ValueError(f"negative flow size {nbytes} bytes")
         self._advance()
-        flow = Flow(device=int(device), total_bytes=int(nbytes), power_w=float(power_w),
-                    done=self.env.event(), start_s=self.env.now)
+        flow = Flow(device=int(device), total_bytes=int(nbytes), done=self.env.event(), start_s=self.env.now)
         if nbytes == 0:
             flow.completed = True
             flow.end_s = self.env.now
@@ -133,11 +177,11 @@ class FlowScheduler:
         self._flows.append(flow)
         self._device = np.append(self._device, flow.device)
         self._remaining = np.append(self._remaining, float(nbytes))
-        self._rate = np.append(self._rate, 0.0)
-        self._power = np.append(self._power, flow.power_w)
-        self._airtime = np.append(self._airtime, 0.0)
-        self._energy = np.append(self._energy, 0.0)
-        self._zero_rate_ticks = np.append(self._zero_rate_ticks, 0)
+        for name, value in (("_rate", 0.0), ("_drawn", 0.0), ("_airtime", 0.0), ("_energy", 0.0),
+                            ("_starved", 0.0), ("_below_since", np.nan)):
+            setattr(self, name, np.append(getattr(self, name), value))
+        self._covered = np.append(self._covered, True)
+        self._fresh = np.append(self._fresh, True)
         self._reschedule()
         return flow
 
@@ -146,40 +190,47 @@ class FlowScheduler:
         if flow.completed or flow.cancelled_reason or flow not in self._flows:
             return
         self._advance()
-        index = self._flows.index(flow)
         keep = np.ones(len(self._flows), dtype=bool)
-        keep[index] = False
+        keep[self._flows.index(flow)] = False
         self._close(keep, completed=False, reason=reason)
         self._reschedule()
 
     def channel_changed(self) -> None:
-        """Called after every channel tick: rates change, so re-run the allocator.
-
-        Also counts, per flow, the ticks in a row it could not send, and cancels the
-        flows that reach `outage_ticks` (reason ``"coverage"``).
-        """
+        """Re-run the allocator: called after every channel tick and interference change."""
         if not self._flows:
             return
         self._advance()
-        self._zero_rate_ticks = np.where(self._rate > 0, 0, self._zero_rate_ticks + 1)
-        lost = self._zero_rate_ticks >= self.outage_ticks
-        if lost.any():
-            self._close(~lost, completed=False, reason="coverage")
         self._reschedule()
 
+    reallocate = channel_changed
+
     # -- internals -------------------------------------------------------------------
+    def _decayed_average(self, devices: np.ndarray, at_s: float) -> np.ndarray:
+        """PF averages of `devices` brought forward to `at_s` with no service since."""
+        age = np.maximum(at_s - self.pf_updated_s[devices], 0.0)
+        return self.pf_average_bps[devices] * np.exp(-age / self.pf_time_constant_s)
+
     def _advance(self) -> None:
         now = self.env.now
-        dt = now - self._last_update_s
+        start_s = self._last_update_s
+        dt = now - start_s
         self._last_update_s = now
         if dt <= 0 or not self._flows:
             return
         sending = self._rate > 0
+        # PF average: decay to the segment start, then an exact EWMA over the segment.
+        known = ~np.isnan(self.pf_updated_s[self._device])
+        dev = self._device[known]
+        keep = math.exp(-dt / self.pf_time_constant_s)
+        self.pf_average_bps[dev] = self._decayed_average(dev, start_s) * keep + (1.0 - keep) * self._rate[known]
+        self.pf_updated_s[dev] = now
+        self._starved = self._starved + np.where(self._covered & ~sending, dt, 0.0)
         if not sending.any():
             return
         self._remaining = np.maximum(self._remaining - self._rate * dt / 8.0, 0.0)
-        energy = np.where(sending, self._power * dt, 0.0)
-        self._airtime = self._airtime + np.where(sending, dt, 0.0)
+        airtime = np.where(sending, dt * self._time_fraction, 0.0)
+        energy = self._drawn * airtime
+        self._airtime = self._airtime + airtime
         self._energy = self._energy + energy
         if self._on_segment is not None:
             dead = self._on_segment(self._device[sending], dt, energy[sending])
@@ -187,61 +238,77 @@ class FlowScheduler:
                 kill = np.zeros(len(self._flows), dtype=bool)
                 kill[np.flatnonzero(sending)[np.asarray(dead, dtype=bool)]] = True
                 self._close(~kill, completed=False, reason="battery")
+                self._target = -1  # indices moved
 
     def _close(self, keep: np.ndarray, completed: bool, reason: str = "") -> None:
         """Take the flows where `keep` is False off the band, finishing or cancelling them."""
         now = self.env.now
-        closing = np.flatnonzero(~keep)
-        for i in closing:
+        for i in np.flatnonzero(~keep):
             flow = self._flows[i]
             flow.airtime_s = float(self._airtime[i])
             flow.energy_j = float(self._energy[i])
+            flow.starved_s = float(self._starved[i])
             flow.end_s = now
             if completed:
                 flow.completed = True
             else:
                 flow.cancelled_reason = reason
-            if not completed:
-                flow.done.succeed(flow)  # the owner wakes up and reads cancelled_reason
+            flow.done.succeed(flow)  # the owner wakes up (and reads cancelled_reason)
         self._flows = [f for f, k in zip(self._flows, keep) if k]
-        self._device = self._device[keep]
-        self._remaining = self._remaining[keep]
-        self._rate = self._rate[keep]
-        self._power = self._power[keep]
-        self._airtime = self._airtime[keep]
-        self._energy = self._energy[keep]
-        self._zero_rate_ticks = self._zero_rate_ticks[keep]
+        for name in ("_device", "_remaining", "_rate", "_drawn", "_airtime", "_energy", "_starved",
+                     "_covered", "_below_since", "_fresh"):
+            setattr(self, name, getattr(self, name)[keep])
 
     def _reschedule(self) -> None:
+        now = self.env.now
         done = self._remaining <= _BYTES_EPS
         if done.any():
-            finished = [self._flows[i] for i in np.flatnonzero(done)]
             self._close(~done, completed=True)
-            for flow in finished:
-                flow.done.succeed(flow)
         self._version += 1
         self._timer_at_s = None
+        self._target = -1
         if not self._flows:
+            self._rate = np.zeros(0)
+            self._notify(np.zeros(0))
             return
-        se = np.asarray(self._spectral_efficiency(self._device), dtype=float)
-        average = np.nan_to_num(self.rate_history_bps[self._device], nan=0.0)
-        fractions = np.asarray(self._allocate(se, self._remaining, average), dtype=float)
-        self._rate = fractions * self.bandwidth_hz * se
-        self.reallocations += 1
-        previous = self.rate_history_bps[self._device]
-        previous = np.where(np.isnan(previous), self._rate, previous)
-        self.rate_history_bps[self._device] = 0.9 * previous + 0.1 * self._rate
+        links = self._links(self._device)
+        covered = np.asarray(links.covered, dtype=bool)
+        self._below_since = np.where(covered, np.nan, np.where(np.isnan(self._below_since), now, self._below_since))
+        lost = ~covered & (now - self._below_since >= self.outage_s)
+        if lost.any():
+            self._close(~lost, completed=False, reason="coverage")
+            covered = covered[~lost]
+            links = links.take(~lost)
+            if not self._flows:
+                self._rate = np.zeros(0)
+                self._notify(np.zeros(0))
+                return
+        self._covered = covered
+        average = self._pf_averages(links)
+        fractions = np.asarray(self._allocate(links, self._remaining, average), dtype=float)
+        self._rate = links.rate_bps(fractions)
         sending = self._rate > 0
-        if not sending.any():
+        radiated = np.where(sending, links.radiated_power_w(fractions), 0.0)
+        self._drawn = np.where(sending, self._drawn_power_w(self._device, radiated), 0.0)
+        self._time_fraction = float(links.time_fraction)
+        self.reallocations += 1
+        self._notify(radiated)
+        # Next event: the earliest completion or coverage expiry.
+        finish = np.full(len(self._flows), np.inf)
+        finish[sending] = self._remaining[sending] * 8.0 / self._rate[sending]
+        expiry = np.where(covered, np.inf, self._below_since + self.outage_s - now)
+        delay = float(min(np.min(finish), np.min(expiry)))
+        if not math.isfinite(delay):
             return  # nobody can send until the channel changes; the next tick re-runs this
-        delay = float(np.min(self._remaining[sending] * 8.0 / self._rate[sending]))
+        self._target = int(np.argmin(finish)) if np.min(finish) <= delay else -1
         version = self._version
-        timer = self.env.timeout(delay)
-        self._timer_at_s = self.env.now + delay  # the time SimPy gives the timeout
+        timer = self.env.timeout(max(delay, 0.0))
+        self._timer_at_s = self.env.now + max(delay, 0.0)  # the time SimPy gives the timeout
         timer.callbacks.append(lambda _event, v=version: self._on_timer(v))
 
-    _STATE = ("_flows", "_device", "_remaining", "_rate", "_power", "_airtime", "_energy", "_zero_rate_ticks",
-              "_last_update_s", "_version", "_timer_at_s", "reallocations", "rate_history_bps")
+    _STATE = ("_flows", "_device", "_remaining", "_rate", "_drawn", "_airtime", "_energy", "_starved", "_covered",
+              "_below_since", "_fresh", "_time_fraction", "_target", "_last_update_s", "_version", "_timer_at_s",
+              "reallocations", "pf_average_bps", "pf_updated_s")
 
     def snapshot(self) -> dict:
         """Everything this scheduler holds (flows in progress, their arrays, the pending
@@ -261,13 +328,32 @@ class FlowScheduler:
             timer = At(self.env, self._timer_at_s)
             timer.callbacks.append(lambda _event, v=self._version: self._on_timer(v))
 
+    def _pf_averages(self, links: ShareLinks) -> np.ndarray:
+        """PF averages of the active flows now; a new flow starts at least at r(1)/n."""
+        now, dev = self.env.now, self._device
+        average = np.nan_to_num(self._decayed_average(dev, now), nan=0.0)
+        if self._fresh.any():
+            fair = links.full_share_rate_bps / len(self._flows)
+            start = np.maximum(average, fair)
+            fresh_dev = dev[self._fresh]
+            self.pf_average_bps[fresh_dev] = start[self._fresh]
+            self.pf_updated_s[fresh_dev] = now
+            average = np.where(self._fresh, start, average)
+            self._fresh[:] = False
+        return average
+
+    def _notify(self, radiated_w: np.ndarray) -> None:
+        if self._on_allocation is not None:
+            self._on_allocation(self._device.copy(), radiated_w)
+
     def _on_timer(self, version: int) -> None:
         if version != self._version:
             return
         self._advance()
-        # The earliest flow is complete up to round-off: snap it so it finishes now.
-        sending = self._rate > 0
-        left_s = np.full(len(self._rate), np.inf)
-        left_s[sending] = self._remaining[sending] * 8.0 / self._rate[sending]
-        self._remaining[left_s <= 1e-9 * max(1.0, self.env.now)] = 0.0
+        # Completion by remaining bytes: what a flow sends in a few clock ulps is below
+        # what the clock can resolve; the timer's own target is complete by construction.
+        resolution_bytes = self._rate * _CLOCK_ULPS * np.spacing(max(abs(self.env.now), 1.0)) / 8.0
+        self._remaining[self._remaining <= np.maximum(resolution_bytes, _BYTES_EPS)] = 0.0
+        if 0 <= self._target < len(self._remaining):
+            self._remaining[self._target] = 0.0
         self._reschedule()

@@ -123,11 +123,11 @@ class Simulation:
         if checkpoint is not None:
             self._restore(checkpoint)
         allocator = ALLOCATORS[fl.allocator]
-        self.ul = [self._scheduler(c, self.world.ul_bandwidth_hz[c], allocator, "ul") for c in range(self.world.n_cells)]
-        self.dl = [self._scheduler(c, self.world.dl_bandwidth_hz[c], allocator, "dl") for c in range(self.world.n_cells)]
+        self.ul = [self._scheduler(c, allocator, "ul") for c in range(self.world.n_cells)]
+        self.dl = [self._scheduler(c, allocator, "dl") for c in range(self.world.n_cells)]
         if checkpoint is not None:
-            for scheduler, history in zip(self.ul + self.dl, checkpoint["rate_histories"]):
-                scheduler.rate_history_bps = history
+            for scheduler, (average, updated) in zip(self.ul + self.dl, checkpoint["pf_averages"]):
+                scheduler.pf_average_bps, scheduler.pf_updated_s = average, updated
             for scheduler, snapshot in zip(self.ul + self.dl, checkpoint.get("schedulers", ())):
                 scheduler.restore(snapshot)
             self.server_mode = checkpoint.get("server_mode")
@@ -141,7 +141,7 @@ class Simulation:
         """Everything needed to continue from the current round boundary (see `checkpoint`)."""
         state = {name: getattr(self, name) for name in self._RESTORED}
         state["now_s"] = self.env.now
-        state["rate_histories"] = [s.rate_history_bps for s in self.ul + self.dl]
+        state["pf_averages"] = [(s.pf_average_bps, s.pf_updated_s) for s in self.ul + self.dl]
         state["algorithm"] = self.learning.algorithm
         if self.server_mode is not None:  # updates in flight: their server, flows and progress
             state["server_mode"] = self.server_mode
@@ -153,18 +153,43 @@ class Simulation:
             setattr(self, name, state[name])
         self.learning.restore_algorithm(state["algorithm"])
 
-    def _scheduler(self, cell: int, bandwidth_hz: float, allocator, direction: str) -> FlowScheduler:
-        world, fleet, env = self.world, self.fleet, self.env
-        component = "tx" if direction == "ul" else "rx"
+    def _scheduler(self, cell: int, allocator, direction: str) -> FlowScheduler:
+        world, fleet, env, radio = self.world, self.fleet, self.env, self.scenario.radio
+        if direction == "ul":
+            component = "tx"
+            # Radiated -> drawn power (identity until a PA model is wired in).
+            drawn = getattr(fleet, "drawn_tx_power_w", None) or (lambda devices, radiated_w: radiated_w)
 
-        def spectral_efficiency(devices: np.ndarray) -> np.ndarray:
-            # Read at call time: the world replaces its arrays at every tick.
-            se = world.se_ul_bps_hz if direction == "ul" else world.se_dl_bps_hz
-            return se[cell, devices]
+            def links(devices: np.ndarray):
+                return world.uplink_links(cell, devices)
+
+            def on_allocation(devices: np.ndarray, radiated_w: np.ndarray) -> None:
+                world.links.report_uplink(cell, devices, radiated_w)
+        else:
+            component = "rx"
+
+            def drawn(devices: np.ndarray, radiated_w: np.ndarray) -> np.ndarray:
+                return fleet.rx_power_w[devices]
+
+            def links(devices: np.ndarray):
+                return world.downlink_links(cell, devices)
+
+            def on_allocation(devices: np.ndarray, radiated_w: np.ndarray) -> None:
+                # A cell that starts or stops transmitting changes its co-channel
+                # neighbours' SINR: they reallocate now.
+                active = devices.size > 0
+                if active != bool(world.links.dl_active[cell]):
+                    world.links.report_downlink(cell, active)
+                    if world.links.interference:
+                        for other, scheduler in enumerate(self.dl):
+                            if other != cell and world.links.dl_overlap_hz[other, cell] > 0:
+                                scheduler.reallocate()
 
         return FlowScheduler(
-            env, bandwidth_hz, allocator, spectral_efficiency, n_devices=self.n_devices,
+            env, links, allocator, n_devices=self.n_devices, outage_s=radio.outage_s,
+            pf_time_constant_s=self.scenario.fl.pf_time_constant_s, drawn_power_w=drawn,
             on_segment=lambda devices, dt, energy: fleet.charge(component, devices, energy, env.now),
+            on_allocation=on_allocation,
         )
 
     # -- processes ----------------------------------------------------------------
@@ -290,19 +315,23 @@ class Simulation:
 
         A flow taken off the band (battery, coverage) makes the device a dropout.
         """
-        env, fleet = self.env, self.fleet
+        env = self.env
         downlink = direction == "dl"
-        # Drawn power: receive state, or P_circuit + P_CMAX/η_PA (the link uses P_CMAX).
-        power_w = fleet.rx_power_w[d] if downlink else float(fleet.drawn_tx_power_w(np.array([d]))[0])
         if current.pop("resume_flow", False):
             flow = current["flow"]  # a resumed run continues the checkpointed flow
         else:
-            flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes, power_w=power_w)
+            latency_s = self.world.links.access_latency_s
+            if latency_s > 0:
+                yield env.timeout(latency_s)  # scheduling request / grant before the first byte
+            flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes)
             current["flow"] = flow
         yield flow.done
         if not flow.completed:
             rs.status[d] = "dropout"
-            self.trace.event(env.now, round_idx, d, cell, "dropout", energy_j=flow.energy_j,
+            # Out of coverage (SINR below the minimum for radio.outage_s) is an outage;
+            # other cancellations (battery) are dropouts.
+            kind = "outage" if flow.cancelled_reason == "coverage" else "dropout"
+            self.trace.event(env.now, round_idx, d, cell, kind, energy_j=flow.energy_j,
                              detail=f"{flow.cancelled_reason} during {'download' if downlink else 'upload'}")
             return False
         (self.downlink_bytes if downlink else self.uplink_bytes)[d] += flow.total_bytes
@@ -312,7 +341,8 @@ class Simulation:
             rs.uplink_bytes += flow.total_bytes
         rs.busy_s[d] += flow.airtime_s
         self.trace.event(env.now, round_idx, d, cell, f"{direction}_end", bytes=flow.total_bytes,
-                         rate_bps=flow.mean_rate_bps, energy_j=flow.energy_j, duration_s=env.now - flow.start_s)
+                         rate_bps=flow.mean_rate_bps, energy_j=flow.energy_j, duration_s=env.now - flow.start_s,
+                         detail=f"starved_s={flow.starved_s:.6g}" if flow.starved_s > 0 else "")
         return True
 
     def _frequency(self, d: int, cycles: float, round_start_s: float, uplink_bytes: int) -> float:
@@ -337,7 +367,7 @@ class Simulation:
         all_devices = np.arange(self.n_devices)
         share = max(1.0, self.scenario.fl.devices_per_round / world.n_cells)
         ul_rate = np.maximum(world.uplink_full_band_rate_bps(all_devices), 1.0)
-        dl_rate = np.maximum(world.downlink_se(all_devices) * world.dl_bandwidth_hz[world.serving_cell], 1.0)
+        dl_rate = np.maximum(world.downlink_full_band_rate_bps(all_devices), 1.0)
         comm = self.learning.communicates
         ul_s = 8.0 * cost.uplink_bytes * share / ul_rate if comm else 0.0
         dl_s = 8.0 * cost.downlink_bytes * share / dl_rate if comm else 0.0

@@ -7,9 +7,10 @@ each device's serving cell. `tick(dt_s)` advances mobility and redraws the chann
 is called by the engine's world process every coherence interval.
 
 Link-level conventions (see README, "Radio model"):
-- fluid OFDMA: a flow given a fraction x of a cell's band B gets rate x * B * SE, where
-  SE is computed with the transmitter's power spread over the whole band (fixed power
-  spectral density). This is conservative for the uplink and exact for one device.
+- fluid OFDMA with power on the allocated resources: `links` (a
+  `cosim.engine.links.LinkBudget`) turns the channel into each flow's rate as a function
+  of its share (uplink power control, SINR with co-channel interference of active
+  cells, link abstraction, TDD time shares); it is refreshed at every tick.
 - LOS state is spatially consistent: each link keeps one uniform draw u and is LOS
   while u < P_LOS(d2D), so it only flips when the distance changes.
 - a device is served by the cell with the strongest downlink received power without
@@ -34,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cosim.engine.links import LinkBudget
 from radio.channel import BlockFading, GudmundsonShadowing
-from radio.constants import THERMAL_NOISE_DBM_PER_HZ, db_to_linear
-from radio.link import snr_linear, spectral_efficiency_bps_hz
+from radio.constants import THERMAL_NOISE_DBM_PER_HZ, db_to_linear, dbm_to_w
+from radio.share import ShareLinks
 from radio.mobility import MOBILITY
 from radio.pathloss import MODELS as PATHLOSS_MODELS
 from radio.pathloss import nominal_bs_height_m
@@ -75,14 +77,10 @@ class World:
         self.ul_bandwidth_hz = np.array([c.uplink_bandwidth_hz for c in cells], dtype=float)
         self.dl_bandwidth_hz = np.array([c.downlink_bandwidth_hz for c in cells], dtype=float)
         self._bs_tx_power_dbm = np.array([c.tx_power_dbm for c in cells], dtype=float)[:, None]
-        self._bs_noise_figure_db = np.array([c.noise_figure_db for c in cells], dtype=float)[:, None]
-        self._ue_noise_figure_db = float(devices.noise_figure_db)
-        self._ue_tx_power_dbm = np.asarray(device_tx_power_dbm, dtype=float)[None, :]
         self._h_ut_m = float(devices.height_m)
-        self._snr_gap_db = float(radio.snr_gap_db)
-        self._max_se = float(radio.max_spectral_efficiency_bps_hz)
         self.cell_height_m = np.array(
             [nominal_bs_height_m(c.pathloss) if c.height_m is None else c.height_m for c in cells], dtype=float)
+        self.links = LinkBudget(scenario, dbm_to_w(np.asarray(device_tx_power_dbm, dtype=float)))
         self._pathloss = [
             PATHLOSS_MODELS[c.pathloss](carrier_hz=c.carrier_hz, h_bs_m=h, **dict(c.pathloss_params))
             for c, h in zip(cells, self.cell_height_m)
@@ -188,18 +186,14 @@ class World:
             [model.loss_db(d2d_m[c], self._h_ut_m, self.los[c]) for c, model in enumerate(self._pathloss)]
         )
         self.large_scale_loss_db = pl + self.shadowing.value_db
-        snr_ul = snr_linear(
-            self._ue_tx_power_dbm, pl, self.shadowing.value_db, self.fading_ul.gain_linear,
-            self.ul_bandwidth_hz[:, None], self._bs_noise_figure_db,
-        )
-        snr_dl = snr_linear(
-            self._bs_tx_power_dbm, pl, self.shadowing.value_db, self.fading_dl.gain_linear,
-            self.dl_bandwidth_hz[:, None], self._ue_noise_figure_db,
-        )
-        self.snr_ul_linear = snr_ul
-        self.snr_dl_linear = snr_dl
-        self.se_ul_bps_hz = spectral_efficiency_bps_hz(snr_ul, self._snr_gap_db, self._max_se)
-        self.se_dl_bps_hz = spectral_efficiency_bps_hz(snr_dl, self._snr_gap_db, self._max_se)
+        self.links.update(pl, self.shadowing.value_db, self.fading_ul.gain_linear, self.fading_dl.gain_linear)
+        # Diagnostics: SNR of each (cell, device) link alone on the whole band at full power
+        # (UE at P_CMAX), no interference, and the spectral efficiency it maps to.
+        lb = self.links
+        self.snr_ul_linear = lb.p_cmax_w[None, :] * lb.gain_ul / (lb.bs_noise_psd[:, None] * lb.ul_bandwidth_hz[:, None])
+        self.snr_dl_linear = lb.bs_power_w[:, None] * lb.gain_dl / (lb.ue_noise_psd * lb.dl_bandwidth_hz[:, None])
+        self.se_ul_bps_hz = lb.ul_abstraction.spectral_efficiency_bps_hz(self.snr_ul_linear)
+        self.se_dl_bps_hz = lb.dl_abstraction.spectral_efficiency_bps_hz(self.snr_dl_linear)
 
     def _rsrp_dbm(self) -> np.ndarray:
         """Received power without fast fading [dBm], shape (n_cells, n_devices)."""
@@ -267,14 +261,28 @@ class World:
         return self.evaluate_handovers(self._rsrp_dbm(), self.now_s + dt_s if now_s is None else now_s)
 
     # -- per-device views used by the engine and policies -----------------------------
-    def uplink_se(self, devices: np.ndarray) -> np.ndarray:
-        """Uplink spectral efficiency to the serving cell [bit/s/Hz], shape (len(devices),)."""
-        return self.se_ul_bps_hz[self.serving_cell[devices], devices]
+    def uplink_links(self, cell: int, devices: np.ndarray) -> ShareLinks:
+        """Uplink rate functions of `devices` transmitting to `cell` (current interference)."""
+        return self.links.uplink_links(cell, np.asarray(devices, dtype=np.int64))
 
-    def downlink_se(self, devices: np.ndarray) -> np.ndarray:
-        """Downlink spectral efficiency from the serving cell [bit/s/Hz]."""
-        return self.se_dl_bps_hz[self.serving_cell[devices], devices]
+    def downlink_links(self, cell: int, devices: np.ndarray) -> ShareLinks:
+        """Downlink rate functions of `devices` served by `cell` (current interference)."""
+        return self.links.downlink_links(cell, np.asarray(devices, dtype=np.int64))
+
+    def _full_band_rate_bps(self, devices: np.ndarray, direction: str) -> np.ndarray:
+        devices = np.asarray(devices, dtype=np.int64)
+        serving = self.serving_cell[devices]
+        rate = np.zeros(devices.size)
+        build = self.uplink_links if direction == "ul" else self.downlink_links
+        for cell in np.unique(serving):  # a loop over cells, vectorised over their devices
+            on = serving == cell
+            rate[on] = build(int(cell), devices[on]).full_share_rate_bps
+        return rate
 
     def uplink_full_band_rate_bps(self, devices: np.ndarray) -> np.ndarray:
-        """Rate if the device had its serving cell's whole uplink band [bit/s]."""
-        return self.uplink_se(devices) * self.ul_bandwidth_hz[self.serving_cell[devices]]
+        """Rate if the device had its serving cell's whole uplink band [bit/s] (best use of it)."""
+        return self._full_band_rate_bps(devices, "ul")
+
+    def downlink_full_band_rate_bps(self, devices: np.ndarray) -> np.ndarray:
+        """Rate if the device had its serving cell's whole downlink band [bit/s]."""
+        return self._full_band_rate_bps(devices, "dl")

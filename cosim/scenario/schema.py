@@ -129,8 +129,30 @@ class Cell(StrictModel):
     downlink_bandwidth_hz: PositiveFloat = 20e6
     tx_power_dbm: Annotated[float, Field(ge=TX_POWER_RANGE_DBM[0], le=TX_POWER_RANGE_DBM[1]), AfterValidator(float)] = 43.0
     noise_figure_db: NonNegativeFloat = 5.0
+    antenna_gain_dbi: Annotated[float, Field(ge=-30.0, le=40.0), AfterValidator(float)] = 8.0
+    subcarrier_spacing_hz: PositiveFloat = 30e3
+    p0_dbm: Annotated[float, Field(ge=-202.0, le=24.0), AfterValidator(float)] = -85.0
+    alpha: Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(float)] = 0.8
+    duplex: Literal["fdd", "tdd"] = "fdd"
+    tdd_pattern: Annotated[str, Field(pattern=r"^[DUS]{1,80}$")] = "DDDSU"
 
     check_pathloss = _registry_validator("pathloss", "pathloss")
+
+    @field_validator("subcarrier_spacing_hz")
+    @classmethod
+    def _scs(cls, value: float) -> float:
+        if value not in (15e3, 30e3, 60e3):
+            raise PydanticCustomError("cosim", "{value} is not one of 15e3, 30e3, 60e3 (FR1 numerologies)",
+                                      {"value": fmt_value(value)})
+        return value
+
+    @field_validator("tdd_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if not (("U" in value or "S" in value) and ("D" in value or "S" in value)):
+            raise PydanticCustomError("cosim", "{value} has no slot for one direction (needs U or S, and D or S)",
+                                      {"value": fmt_value(value)})
+        return value
 
     @field_validator("pathloss_params")
     @classmethod
@@ -193,6 +215,7 @@ class Devices(StrictModel):
     mobility: Mobility = Field(default_factory=Mobility)
     noise_figure_db: NonNegativeFloat = 9.0
     availability: DeviceAvailability = Field(default_factory=DeviceAvailability)
+    antenna_gain_dbi: Annotated[float, Field(ge=-30.0, le=30.0), AfterValidator(float)] = 0.0
 
     @field_validator("profiles")
     @classmethod
@@ -231,8 +254,17 @@ class Radio(StrictModel):
     subbands: Annotated[int, Field(ge=1, le=1024)] = 1
     shadowing: bool = True
     coherence_s: PositiveFloat = 1.0
-    snr_gap_db: NonNegativeFloat = 0.0
-    max_spectral_efficiency_bps_hz: PositiveFloat = 7.4063
+    preset: Literal["nr", "lte"] = "nr"
+    abstraction: Literal["shannon", "cqi"] = "shannon"
+    # None: the preset's value (see radio.abstraction.PRESETS and the README table).
+    snr_gap_db: Annotated[float, Field(ge=0.0, le=30.0), AfterValidator(float)] | None = None
+    max_spectral_efficiency_bps_hz: Annotated[float, Field(gt=0.0, le=20.0), AfterValidator(float)] | None = None
+    overhead_ul: Annotated[float, Field(ge=0.0, lt=1.0), AfterValidator(float)] | None = None
+    overhead_dl: Annotated[float, Field(ge=0.0, lt=1.0), AfterValidator(float)] | None = None
+    min_sinr_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
+    access_latency_s: Annotated[float, Field(ge=0.0, le=10.0), AfterValidator(float)] | None = None
+    outage_s: Annotated[float, Field(gt=0.0, le=1e6), AfterValidator(float)] = 1.0
+    interference: bool = True
 
     @field_validator("coherence_s")
     @classmethod
@@ -351,6 +383,7 @@ class FL(StrictModel):
     server_lr: PositiveFloat = 1.0
     mixing: Annotated[float, Field(gt=0, le=1), AfterValidator(float)] = 0.6
     staleness: Staleness = Field(default_factory=lambda: Staleness())
+    pf_time_constant_s: Annotated[float, Field(gt=0.0, le=1e6), AfterValidator(float)] = 1.0
 
     check_allocator = _registry_validator("allocator", "allocators")
     check_selection = _registry_validator("selection", "policies")

@@ -78,7 +78,7 @@ def test_invalid_cells_fail_before_anything_runs(tmp_path: Path) -> None:
         compare(SMOKE, ["fl.bogus=1,2", "fl.selection=random,bad"], out, sets=SURROGATE)
     assert info.value.problems == [
         "fl.bogus: unknown key (allowed: rounds, devices_per_round, selection, allocator, deadline_s, "
-        "min_updates, dvfs, mode, concurrency, buffer_size, server_lr, mixing, staleness)",
+        "min_updates, dvfs, mode, concurrency, buffer_size, server_lr, mixing, staleness, pf_time_constant_s)",
         "fl.selection: 'bad' is not one of random, round_robin, channel_aware, energy_aware, deadline_aware, "
         "or an import path 'package.module:Name'",
     ]

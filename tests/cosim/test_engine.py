@@ -73,29 +73,37 @@ def test_training_run_is_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
-def test_static_single_device_uplink_is_exact(tmp_path):
-    distance_m = 2000.0
+@pytest.mark.parametrize(("distance_m", "power_limited"), [(2000.0, False), (60_000.0, True)])
+def test_static_single_device_uplink_is_exact(tmp_path, distance_m, power_limited):
+    """One device alone: TS 38.213 power control, 8 dBi BS antenna, 38.306 UL overhead,
+    gap 1.5 dB, re-derived by hand (10 MHz at 30 kHz = 24 RB, mu = 1)."""
+    # Far away (an unrealistic 60 km in free space) the UE is power limited.
     overrides = SURROGATE + [
-        "area={width_m: 4000, height_m: 4000}",
+        f"area={{width_m: {distance_m + 1000}, height_m: 4000}}",
         "cells=[{name: only, x_m: 0, y_m: 0, height_m: 25, pathloss: free_space, carrier_hz: 3.5e9,"
-        " uplink_bandwidth_hz: 10e6, downlink_bandwidth_hz: 20e6, tx_power_dbm: 40, noise_figure_db: 5}]",
-        "devices.count=1", "devices.profiles={mid: 1.0}",
+        " uplink_bandwidth_hz: 10e6, downlink_bandwidth_hz: 20e6, tx_power_dbm: 40, noise_figure_db: 5,"
+        " p0_dbm: -85, alpha: 0.8, antenna_gain_dbi: 8}]",
+        "devices.count=1", "devices.profiles={mid: 1.0}", "devices.antenna_gain_dbi=0",
         f"devices.mobility={{model: static, params: {{positions_m: [[{distance_m}, 0.0]]}}}}",
         "radio.fading=none", "radio.shadowing=false", "radio.snr_gap_db=1.5", "radio.coherence_s=0.05",
-        "fl.devices_per_round=1", "fl.rounds=1", "fl.min_updates=1",
+        "radio.min_sinr_db=-30", "fl.devices_per_round=1", "fl.rounds=1", "fl.min_updates=1",
     ]
     summary, t = run(tmp_path, overrides)
     ev = t["events"]
     i = ev["kind"].index("ul_end")
     pl_db = MODELS["free_space"](carrier_hz=3.5e9, h_bs_m=25.0).loss_db(distance_m, 1.5, True)
-    snr = 10 ** ((PROFILES["mid"].tx_power_dbm - pl_db - noise_power_dbm(10e6, 5.0)) / 10)
-    rate = 10e6 * math.log2(1 + snr / 10 ** 0.15)
+    coupling_loss_db = pl_db - 8.0
+    p_tx_dbm = min(PROFILES["mid"].tx_power_dbm, -85.0 + 10 * math.log10(2 * 24) + 0.8 * coupling_loss_db)
+    assert (p_tx_dbm == PROFILES["mid"].tx_power_dbm) == power_limited
+    snr = 10 ** ((p_tx_dbm - coupling_loss_db - noise_power_dbm(10e6, 5.0)) / 10)
+    rate = 10e6 * (1 - 0.08) * math.log2(1 + snr / 10 ** 0.15)
     assert rate < 10e6 * 7.4063  # the log2 branch, not the cap
     assert ev["duration_s"][i] == pytest.approx(8 * ev["bytes"][i] / rate, rel=1e-9)
-    # Drawn, not radiated, power (issue 13 finding 2): P_circuit + P_tx/η_PA on the airtime.
+    # One power, one truth: the energy is the power the rate used (radiated p_tx), drawn as
+    # P_circuit + P_tx/η_PA (issue 13 finding 2), over the airtime.
     mid = PROFILES["mid"]
-    drawn_w = mid.tx_circuit_power_w + 10 ** (mid.tx_power_dbm / 10) / 1000 / mid.pa_efficiency
-    assert ev["energy_j"][i] == pytest.approx(ev["duration_s"][i] * drawn_w)
+    drawn_w = mid.tx_circuit_power_w + 10 ** (p_tx_dbm / 10) / 1000 / mid.pa_efficiency
+    assert ev["energy_j"][i] == pytest.approx(ev["duration_s"][i] * drawn_w, rel=1e-9)
 
 
 def test_deadline_cuts_stragglers_and_keeps_accounting(tmp_path):
@@ -131,9 +139,11 @@ def test_process_executor_gives_byte_identical_traces(tmp_path):
 
 def test_device_cut_during_upload_was_busy_not_idle(tmp_path):
     # One static device, no fading: download, compute and upload back to back, so it is
-    # never idle. Cut it half-way through its upload: the airtime so far is busy time.
+    # never idle (no access latency, which is idle waiting). Cut it half-way through its
+    # upload: the airtime so far is busy time.
     base = SURROGATE + ["devices.count=1", "fl.devices_per_round=1", "fl.rounds=1", "radio.fading=none",
-                        "radio.shadowing=false", "devices.mobility={model: static, params: {}}"]
+                        "radio.shadowing=false", "devices.mobility={model: static, params: {}}",
+                        "radio.access_latency_s=0"]
     _, free = run(tmp_path, base, "free")
     ev = free["events"]
     i = ev["kind"].index("ul_end")

@@ -96,7 +96,7 @@ def test_exponent_floats_without_dot_are_numbers() -> None:
         (["radio.coherence_s=-1"], "radio.coherence_s: -1 must be > 0"),
         (["radio.snr_gap_db=-0.5"], "radio.snr_gap_db: -0.5 must be >= 0"),
         (["devices.colour=red"],
-         "devices.colour: unknown key (allowed: count, profiles, height_m, mobility, noise_figure_db, availability)"),
+         "devices.colour: unknown key (allowed: count, profiles, height_m, mobility, noise_figure_db, availability, antenna_gain_dbi)"),
         (["colour=red"], "colour: unknown key (allowed: seed, name, area, cells, devices, radio,"),
         (["cells.1.bogus=1"], "cells.1.bogus: unknown key (allowed: name, x_m, y_m,"),
         (["radio.rician_k_db=.nan"], "radio.rician_k_db: nan must be a finite number"),

@@ -66,8 +66,17 @@ def run(sets: list[str], battery_j: float | None = None) -> tuple[Simulation, li
     return sim, events, rounds
 
 
-def test_cell_edge_far_below_0_db_straggles_at_the_deadline() -> None:
+def test_cell_edge_far_below_0_db_is_an_outage_after_outage_s() -> None:
     sim, events, rounds = run(edge_sets(20_000, 6.0, 5.0))
+    kinds = Counter(e["kind"] for e in events)
+    assert kinds["outage"] == 2 and kinds["straggler"] == 0 and kinds["ul_end"] == 0
+    assert [r["dropouts"] for r in rounds] == [1, 1]
+    # Each round: 4 ms access latency, then 1 s (radio.outage_s) below the minimum SINR.
+    assert sim.env.now == pytest.approx(2 * 1.004)
+
+
+def test_cell_edge_far_below_0_db_straggles_at_the_deadline() -> None:
+    sim, events, rounds = run(edge_sets(20_000, 6.0, 5.0) + ["radio.outage_s=100"])
     snr_db = 10 * np.log10(sim.world.snr_ul_linear[0, 0])
     assert snr_db < -100  # far below 0 dB
     kinds = Counter(e["kind"] for e in events)
@@ -116,7 +125,7 @@ def test_single_device() -> None:
 
 
 def test_zero_rate_link_with_deadline_finishes() -> None:
-    sim, events, rounds = run(edge_sets(900_000, 8.0, 2.0))
+    sim, events, rounds = run(edge_sets(900_000, 8.0, 2.0) + ["radio.outage_s=10"])
     assert sim.world.se_ul_bps_hz[0, 0] == 0.0 and sim.world.se_dl_bps_hz[0, 0] == 0.0
     assert [r["stragglers"] for r in rounds] == [1, 1]
     assert [e["detail"] for e in events if e["kind"] == "straggler"] == ["download", "download"]
@@ -133,7 +142,7 @@ ZERO_RATE_NO_DEADLINE = textwrap.dedent(
     assert sim.world.se_ul_bps_hz[0, 0] == 0.0
     sim.run()
     kinds = sim.trace.events_table().column("kind").to_pylist()
-    assert "dropout" in kinds or "straggler" in kinds, kinds
+    assert "outage" in kinds, kinds
     details = sim.trace.events_table().column("detail").to_pylist()
     assert any(d.startswith("coverage during") for d in details), details
     print("finished", sim.env.now)

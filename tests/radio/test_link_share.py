@@ -1,0 +1,128 @@
+"""Power control, share-dependent SINR and rate, link abstraction, presets: hand-derived values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from radio.abstraction import NR_OVERHEAD_DL, NR_OVERHEAD_UL, PRESETS, LinkAbstraction
+from radio.duplex import tdd_time_fractions, time_fractions
+from radio.link import CQI_EFFICIENCY_BPS_HZ
+from radio.power_control import numerology, pusch_power_dbm
+from radio.share import ShareLinks
+
+SHANNON = LinkAbstraction("shannon", 0.0, 100.0, 0.0)
+
+
+# ------------------------------------------------------------------ TS 38.213 §7.1.1
+def test_pusch_power_hand_values() -> None:
+    # P0 = -85 dBm, alpha 0.8, PL 100 dB, mu 1, 10 RB: -85 + 10 log10(2*10) + 80 = 8.0103 dBm
+    assert pusch_power_dbm(23.0, -85.0, 10, 0.8, 100.0, mu=1) == pytest.approx(-85 + 10 * math.log10(20) + 80)
+    # PL 130 dB: -85 + 13.01 + 104 = 32 dBm > P_CMAX -> 23 dBm
+    assert pusch_power_dbm(23.0, -85.0, 10, 0.8, 130.0, mu=1) == 23.0
+    # alpha = 1 compensates the whole path loss
+    assert pusch_power_dbm(23.0, -100.0, 1, 1.0, 90.0, mu=0) == pytest.approx(-10.0)
+    with pytest.raises(ValueError, match="alpha"):
+        pusch_power_dbm(23.0, -85.0, 1, 1.5, 90.0)
+    with pytest.raises(ValueError, match="m_rb"):
+        pusch_power_dbm(23.0, -85.0, 0, 0.8, 90.0)
+    assert numerology(30e3) == 1 and numerology(15e3) == 0
+    with pytest.raises(ValueError, match="subcarrier_spacing_hz"):
+        numerology(20e3)
+
+
+# ------------------------------------------------------------------ share-dependent SINR
+def test_sinr_is_flat_below_full_power_share_and_falls_beyond() -> None:
+    links = ShareLinks(20e6, 51, [100.0], [0.1], [0.2], SHANNON)
+    np.testing.assert_allclose(links.sinr(np.array([0.05])), [100.0])
+    np.testing.assert_allclose(links.sinr(np.array([0.4])), [25.0])  # 100 * 0.1 / 0.4
+    np.testing.assert_allclose(links.radiated_power_w(np.array([0.05])), [0.1])  # on target: P_max x / x̂
+    np.testing.assert_allclose(links.radiated_power_w(np.array([0.4])), [0.2])  # capped at P_max
+    np.testing.assert_allclose(links.rate_bps(np.array([0.4])), [0.4 * 20e6 * math.log2(26.0)])
+
+
+def test_overhead_gap_cap_and_min_sinr() -> None:
+    ab = LinkAbstraction("shannon", 3.0, 5.0, 0.08, min_sinr_db=-5.0)
+    gap = 10 ** 0.3
+    np.testing.assert_allclose(ab.spectral_efficiency_bps_hz([1.0]), [0.92 * math.log2(1 + 1 / gap)])
+    np.testing.assert_allclose(ab.spectral_efficiency_bps_hz([1e6]), [0.92 * 5.0])
+    assert ab.spectral_efficiency_bps_hz([10 ** -0.51])[0] == 0.0  # -5.1 dB: nothing
+    assert ab.spectral_efficiency_bps_hz([10 ** -0.49])[0] > 0.0
+
+
+def test_cqi_abstraction_is_the_38214_table() -> None:
+    ab = LinkAbstraction("cqi", 0.0, 7.4063, 0.0)
+    thr = 2.0 ** CQI_EFFICIENCY_BPS_HZ - 1.0
+    se = ab.spectral_efficiency_bps_hz(np.concatenate([[thr[0] * 0.99], thr, [1e9]]))
+    np.testing.assert_allclose(se, np.concatenate([[0.0], CQI_EFFICIENCY_BPS_HZ, [7.4063]]))
+
+
+def test_min_sinr_limits_how_far_a_power_limited_ue_spreads() -> None:
+    ab = LinkAbstraction("shannon", 0.0, 100.0, 0.0, min_sinr_db=0.0)
+    links = ShareLinks(1e6, 50, [10.0], [0.05], [0.2], ab)  # SINR = 10 * 0.05 / x: 1 at x = 0.5
+    assert links.max_share[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(links.used_share(np.array([0.8])), [0.5])
+    np.testing.assert_allclose(links.rate_bps(np.array([0.8])), [0.5 * 1e6 * 1.0])  # log2(1 + 1) = 1
+    np.testing.assert_allclose(links.radiated_power_w(np.array([0.8])), [0.2])
+    assert links.covered[0]
+    dead = ShareLinks(1e6, 50, [0.5], [np.inf], [0.0], ab)
+    assert not dead.covered[0] and dead.full_share_rate_bps[0] == 0.0
+
+
+abstractions = st.builds(LinkAbstraction, kind=st.sampled_from(["shannon", "cqi"]), snr_gap_db=st.floats(0, 6),
+                         max_spectral_efficiency_bps_hz=st.floats(1, 8), overhead=st.floats(0, 0.4),
+                         min_sinr_db=st.one_of(st.just(-np.inf), st.floats(-10, 10)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.floats(1e-3, 1e4), xp=st.one_of(st.just(np.inf), st.floats(1e-3, 2.0)), ab=abstractions,
+       x=st.floats(1e-3, 1.0))
+def test_rate_monotone_and_inverse_is_smallest_share(c, xp, ab, x) -> None:
+    links = ShareLinks(10e6, 52, [c], [xp], [0.2], ab)
+    grid = np.linspace(1e-4, 1.0, 400)
+    r = links.rate_bps(grid[None, :])[0]
+    assert np.all(np.diff(r) >= -1e-6 * r.max())  # non-decreasing (upper envelope)
+    target = links.rate_bps(np.array([x]))[0]
+    share = links.share_for_rate(np.array([target]))[0]
+    if target > 0:
+        assert share <= x * (1 + 1e-8)
+        assert links.rate_bps(np.array([min(share * (1 + 1e-9), 1.0)]))[0] >= target * (1 - 1e-8)
+        # A little less share gives less rate (it is the smallest).
+        assert links.rate_bps(np.array([share * (1 - 1e-6)]))[0] < target * (1 + 1e-12)
+    assert links.share_for_rate(np.array([links.full_share_rate_bps[0] * 1.01 + 1.0]))[0] == np.inf
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.floats(1e-2, 1e4), xp=st.floats(1e-3, 1.0))
+def test_shannon_rate_is_concave_in_the_share(c, xp) -> None:
+    links = ShareLinks(10e6, 52, [c], [xp], [0.2], SHANNON)
+    grid = np.linspace(0.0, 1.0, 201)
+    r = links.rate_bps(grid[None, :])[0]
+    assert np.all(np.diff(r, 2) <= 1e-6 * r.max())
+
+
+# ------------------------------------------------------------------ presets and duplexing
+def test_presets_documented_values() -> None:
+    nr = PRESETS["nr"]
+    assert nr.uplink.overhead == NR_OVERHEAD_UL == 0.08 and nr.downlink.overhead == NR_OVERHEAD_DL == 0.14
+    assert nr.uplink.max_spectral_efficiency_bps_hz == pytest.approx(7.4063)
+    # Minimum SINR = where CQI 1 (0.1523 bit/s/Hz) becomes usable with the 3 dB gap.
+    assert nr.uplink.min_sinr_db == pytest.approx(3.0 + 10 * math.log10(2 ** 0.1523 - 1))
+    # 38.306 peak rate, 20 MHz / 51 PRB at 30 kHz, 1 layer, DL: 1e-6 * 7.40625 * 51*12 / (1e-3/28) * 0.86
+    peak = 7.40625 * 51 * 12 * 14 * 2 * 1e3 * (1 - 0.14)
+    assert peak / 1e6 == pytest.approx(109.1, abs=0.1)
+    assert PRESETS["lte"].access_latency_s > nr.access_latency_s
+
+
+def test_tdd_fractions() -> None:
+    ul, dl = tdd_time_fractions("DDDSU")
+    assert ul == pytest.approx((1 + 2 / 14) / 5) and dl == pytest.approx((3 + 10 / 14) / 5)
+    assert time_fractions("fdd") == (1.0, 1.0)
+    with pytest.raises(ValueError, match="tdd_pattern"):
+        tdd_time_fractions("DDDD")
+    with pytest.raises(ValueError, match="duplex"):
+        time_fractions("hdx")
