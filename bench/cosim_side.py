@@ -38,7 +38,11 @@ def build_simulation(
     cells = [
         {"name": f"c{i}", "x_m": OFFSET_M + x, "y_m": OFFSET_M + y, "height_m": 25.0, "pathloss": "uma",
          "carrier_hz": 3.5e9, "uplink_bandwidth_hz": 20e6, "downlink_bandwidth_hz": 20e6, "tx_power_dbm": 43.0,
-         "noise_figure_db": 5.0, **(cell_overrides or {})}
+         "noise_figure_db": 5.0,
+         # As the ns-3 LTE set-up: isotropic antennas, ns-3's uplink power control defaults
+         # (LteUePowerControl P0_NOMINAL_PUSCH -80 dBm, alpha 1), 15 kHz numerology.
+         "antenna_gain_dbi": 0.0, "p0_dbm": -80.0, "alpha": 1.0, "subcarrier_spacing_hz": 15e3,
+         **(cell_overrides or {})}
         for i, (x, y) in enumerate(enb_xy_m)
     ]
     raw = {

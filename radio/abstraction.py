@@ -151,12 +151,12 @@ PRESETS: dict[str, LinkPreset] = {
                                  _cqi1_sinr_db(NR_SNR_GAP_DB)),
         access_latency_s=0.004,
     ),
-    # LTE as simulated by ns-3 (LENA): the fit of issue 13 against ns-3 3.44 (UL Γ 6 dB,
-    # η 0.6; DL Γ 4 dB, η 0.85; no transmission below about -2.2 dB; L about 28 ms), 64QAM cap.
+    # LTE as simulated by ns-3 (LENA) 3.44: the fit of bench/ns3_fit.py to the 45 measured
+    # cases of bench/ns3_reference.json (README, "Validation"), 64QAM cap of TS 36.213.
     "lte": LinkPreset(
-        uplink=LinkAbstraction("shannon", 6.0, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.40, -2.2),
-        downlink=LinkAbstraction("shannon", 4.0, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.15, -2.2),
-        access_latency_s=0.028,
+        uplink=LinkAbstraction("shannon", 6.25, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.39, -3.67),
+        downlink=LinkAbstraction("shannon", 4.25, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.06, -1.76),
+        access_latency_s=0.018,
     ),
 }
 """Link presets by scenario name (``radio.preset``)."""
