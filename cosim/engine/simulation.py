@@ -320,9 +320,14 @@ class Simulation:
         if current.pop("resume_flow", False):
             flow = current["flow"]  # a resumed run continues the checkpointed flow
         else:
-            latency_s = self.world.links.access_latency_s
-            if latency_s > 0:
-                yield env.timeout(latency_s)  # scheduling request / grant before the first byte
+            # Scheduling request / grant before the first byte. Its end is an absolute time in
+            # `current`, so a run resumed during the wait starts the flow at the same instant.
+            if current.get("access_until_s") is None:
+                current["flow"] = None  # not the previous transfer's flow
+                current["access_until_s"] = env.now + self.world.links.access_latency_s
+            if current["access_until_s"] > env.now:
+                yield _At(env, current["access_until_s"])
+            current["access_until_s"] = None
             flow = (self.dl if downlink else self.ul)[cell].start(d, nbytes)
             current["flow"] = flow
         yield flow.done

@@ -20,7 +20,7 @@ SMOKE = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
 MODES = {
     "async": ["fl.mode=async", "fl.concurrency=4"],
     "buffered": ["fl.mode=buffered", "fl.concurrency=5", "fl.buffer_size=2"],
-    "semi_sync": ["fl.mode=semi_sync", "fl.deadline_s=0.03", "fl.concurrency=5"],
+    "semi_sync": ["fl.mode=semi_sync", "fl.deadline_s=0.1", "fl.concurrency=5"],
 }
 
 
