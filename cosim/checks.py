@@ -10,7 +10,7 @@ the broken rule; it returns ``None`` when the part conforms. The built-ins pass 
 
 - :func:`check_policy` — a selection policy class ``cls(n_devices)`` with
   ``select(SelectionContext, k) -> device ids`` (see :mod:`cosim.engine.policies`).
-- :func:`check_allocator` — a bandwidth allocator ``f(se_bps_hz, remaining_bytes,
+- :func:`check_allocator` — a bandwidth allocator ``f(links, remaining_bytes,
   average_rate_bps) -> shares`` (see :mod:`radio.ofdma`).
 - :func:`check_algorithm` — an FL algorithm class (see :mod:`learning.algorithms.base`),
   driven through a few rounds on tiny synthetic data.
@@ -118,44 +118,61 @@ def check_policy(cls: type, n_devices: int = POLICY_DEVICES) -> None:
 
 
 # ----------------------------------------------------------------------------- allocators
-def check_allocator(allocate: Any, channel_blind: bool = False) -> None:
-    """Check a bandwidth allocator ``allocate(se_bps_hz, remaining_bytes, average_rate_bps) -> x``.
+def _share_links(se_bps_hz: Any, full_power_share: Any = None) -> Any:
+    """Links with plain Shannon rates ``x·B·se`` (fixed PSD), or uplink-like ones whose
+    SINR falls once the share passes ``full_power_share`` (the device's power is spread)."""
+    from radio.abstraction import LinkAbstraction
+    from radio.share import ShareLinks
 
-    Rules: no flows give an empty array; one flow gets the whole band; shares are
-    finite, >= 0, float64, shaped like the input and sum to 1; a flow without coverage
-    (SE 0) gets no share while another has coverage (unless ``channel_blind``); with
-    no coverage at all the shares are equal; the result is deterministic; the function
-    pickles (process executors and checkpoints); negative or mismatched inputs raise
-    ``ValueError``.
+    se = np.asarray(se_bps_hz, dtype=float)
+    xp = np.full(se.size, np.inf) if full_power_share is None else np.asarray(full_power_share, dtype=float)
+    power = np.where(np.isfinite(xp), 0.2, 0.0)
+    return ShareLinks(20e6, 51, np.exp2(se) - 1.0, xp, power, LinkAbstraction("shannon", 0.0, 100.0, 0.0))
+
+
+def check_allocator(allocate: Any, channel_blind: bool = False) -> None:
+    """Check a bandwidth allocator ``allocate(links, remaining_bytes, average_rate_bps) -> x``.
+
+    ``links`` is a :class:`radio.share.ShareLinks` (the flows' rate functions). Rules:
+    no flows give an empty array; one flow gets the whole band; shares are finite,
+    >= 0, float64, shaped like the input and sum to 1, on fixed-PSD (downlink-like)
+    and power-limited (uplink-like) links; a flow without coverage gets no share while
+    another has coverage (unless ``channel_blind``); with no coverage at all the shares
+    are equal; the result is deterministic; the function pickles (process executors
+    and checkpoints); mismatched shapes or negative inputs raise ``ValueError``.
     """
     what = f"allocator {_name(allocate)}"
-    empty = np.asarray(allocate(np.zeros(0), np.zeros(0), np.zeros(0)))
+    empty = np.asarray(allocate(_share_links([]), np.zeros(0), np.zeros(0)))
     _require(empty.shape == (0,), what, f"no flows must give shape (0,), got {empty.shape}")
-    single = np.asarray(allocate(np.array([2.0]), np.array([100.0]), np.array([1e6])))
+    single = np.asarray(allocate(_share_links([2.0]), np.array([100.0]), np.array([1e6])))
     _require(single.tolist() == [1.0], what, f"one flow must get the whole band, got {single.tolist()}")
     rng = np.random.default_rng(0)
     for trial in range(TRIALS):
         n = 1 + trial % 9
         se = np.where(rng.random(n) < 0.25, 0.0, rng.uniform(1e-3, 8.0, n))
+        full_power = None if trial % 2 == 0 else np.where(rng.random(n) < 0.5, np.inf, rng.uniform(0.05, 1.0, n))
+        links = _share_links(se, full_power)
         remaining = rng.integers(0, 10**7, n).astype(float)
         average = rng.uniform(0.0, 1e8, n)
-        x = np.asarray(allocate(se, remaining, average))
+        x = np.asarray(allocate(links, remaining, average))
         _require(x.shape == (n,) and x.dtype == np.float64, what, f"shares must be float64 of shape ({n},)")
         _require(bool(np.all(np.isfinite(x)) and np.all(x >= 0.0)), what, f"shares must be finite and >= 0: {x}")
         _require(abs(float(x.sum()) - 1.0) < 1e-9, what, f"shares must sum to 1, got {float(x.sum())!r}")
         if not channel_blind and np.any(se > 0):
             _require(bool(np.all(x[se == 0] == 0.0)), what, "a flow without coverage (SE 0) got a share")
-        again = np.asarray(allocate(se.copy(), remaining.copy(), average.copy()))
+        again = np.asarray(allocate(_share_links(se, full_power), remaining.copy(), average.copy()))
         _require(np.array_equal(x, again), what, "same inputs must give the same shares")
-    blind = np.asarray(allocate(np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4)))
+    blind = np.asarray(allocate(_share_links(np.zeros(4)), np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4)))
     _require(np.allclose(blind, 0.25), what, f"with no coverage at all shares must be equal, got {blind.tolist()}")
     try:
         pickle.loads(pickle.dumps(allocate))
     except Exception as exc:  # noqa: BLE001
         raise ConformanceError(f"{what}: does not pickle: {type(exc).__name__}: {exc}") from None
-    for args, rule in ((([1.0, 2.0], [1.0], [1.0, 1.0]), "mismatched shapes"), (([-1.0], [1.0], [1.0]), "negative SE")):
+    bad_inputs = (((_share_links([1.0, 2.0]), [1.0], [1.0, 1.0]), "mismatched shapes"),
+                  ((_share_links([1.0]), [-1.0], [1.0]), "negative remaining_bytes"))
+    for args, rule in bad_inputs:
         try:
-            allocate(*(np.asarray(a, dtype=float) for a in args))
+            allocate(args[0], *(np.asarray(a, dtype=float) for a in args[1:]))
         except ValueError:
             continue
         raise ConformanceError(f"{what}: {rule} must raise ValueError")

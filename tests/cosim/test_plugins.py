@@ -170,9 +170,8 @@ def test_checks_reject_broken_plugins() -> None:
     with pytest.raises(ConformanceError, match="select returned dead devices"):
         check_policy(PicksDead)
 
-    def half_band(se, remaining, average):
-        se = np.asarray(se, dtype=float)
-        return np.full(se.shape, 0.5 if se.size > 1 else 1.0)
+    def half_band(links, remaining, average):
+        return np.full(links.n, 0.5 if links.n > 1 else 1.0)
 
     with pytest.raises(ConformanceError, match="sum to 1"):
         check_allocator(half_band)
