@@ -346,8 +346,7 @@ class Simulation:
             rs.uplink_bytes += flow.total_bytes
         rs.busy_s[d] += flow.airtime_s
         self.trace.event(env.now, round_idx, d, cell, f"{direction}_end", bytes=flow.total_bytes,
-                         rate_bps=flow.mean_rate_bps, energy_j=flow.energy_j,
-                         duration_s=env.now - flow.start_s + self.world.links.access_latency_s,
+                         rate_bps=flow.mean_rate_bps, energy_j=flow.energy_j, duration_s=env.now - flow.start_s,
                          detail=f"starved_s={flow.starved_s:.6g}" if flow.starved_s > 0 else "")
         return True
 

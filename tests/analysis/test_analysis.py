@@ -156,10 +156,15 @@ def test_phase_intervals_chain_download_compute_upload(run_dir: Path) -> None:
     for device, phase, start, end in intervals:
         by_device.setdefault(device, {})[phase] = (start, end)
     assert len(by_device) == int(rounds["completed"][1])
+    from cosim.engine.links import link_abstractions
+    from cosim.scenario import load_scenario
+
+    access_s = link_abstractions(load_scenario(SMOKE).radio)[2]  # grant wait before each transfer's first byte
+    assert access_s > 0
     for phases in by_device.values():
-        assert phases["download"][0] == pytest.approx(rounds["start_s"][1], abs=1e-9)
+        assert phases["download"][0] == pytest.approx(rounds["start_s"][1] + access_s, abs=1e-9)
         assert phases["compute"][0] == pytest.approx(phases["download"][1], abs=1e-9)
-        assert phases["upload"][0] == pytest.approx(phases["compute"][1], abs=1e-9)
+        assert phases["upload"][0] == pytest.approx(phases["compute"][1] + access_s, abs=1e-9)
         assert phases["upload"][1] <= rounds["end_s"][1] + 1e-9
 
 
