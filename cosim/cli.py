@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from cosim import __version__, api
 from cosim.progress import Progress, ProgressReporter, format_progress, usable_tty  # noqa: F401 - re-exported
 from cosim.scenario import Scenario, ScenarioError
+from cosim.scenario.text import escape_controls
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -28,8 +29,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _error(message: object, stream: TextIO) -> int:
-    for line in str(message).splitlines() or [type(message).__name__]:
-        print(f"cosim: error: {line}", file=stream)
+    for line in str(message).split("\n") if str(message).strip() else [type(message).__name__]:
+        print(f"cosim: error: {escape_controls(line)}", file=stream)
     return EXIT_USAGE
 
 

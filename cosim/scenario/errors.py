@@ -20,19 +20,28 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cosim.scenario.schema import fmt_value
+from cosim.scenario.text import MAX_KEY_CHARS, clip, escape_controls
 
 
 class ScenarioError(Exception):
-    """A scenario could not be read or is invalid; ``problems`` holds one line each."""
+    """A scenario could not be read or is invalid; ``problems`` holds one line each.
+
+    Control characters in a problem (a key or value the user wrote holding a newline or
+    a terminal escape) are escaped, so each problem stays one printable line.
+    """
 
     def __init__(self, problems: str | Sequence[str]) -> None:
-        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        raw = [problems] if isinstance(problems, str) else list(problems)
+        self.problems: list[str] = [escape_controls(str(problem)) for problem in raw]
         super().__init__("\n".join(self.problems))
 
 
 def dotted(loc: Sequence[int | str]) -> str:
-    """``("cells", 0, "x_m")`` -> ``"cells.0.x_m"``; the root is ``"<scenario>"``."""
-    return ".".join(str(part) for part in loc) or "<scenario>"
+    """``("cells", 0, "x_m")`` -> ``"cells.0.x_m"``; the root is ``"<scenario>"``.
+
+    A very long key segment is cut (``...``), so a 1 MB key cannot make a 1 MB error line.
+    """
+    return ".".join(clip(str(part), MAX_KEY_CHARS) for part in loc) or "<scenario>"
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -1,7 +1,9 @@
 """Reading scenario YAML, applying ``--set key.path=value`` overrides, validating.
 
-YAML is read with a SafeLoader that also resolves YAML 1.2 floats without a dot or
-exponent sign (``3.5e9``, ``20e6``), which plain PyYAML leaves as strings.
+Files are read and YAML parsed within bounds (size cap, no device files, a value
+budget that stops alias bombs, a nesting limit, no duplicate keys; see
+:mod:`cosim.scenario.yaml_safe`). The loader also resolves YAML 1.2 floats without a
+dot or exponent sign (``3.5e9``, ``20e6``), which plain PyYAML leaves as strings.
 """
 
 from __future__ import annotations
@@ -16,23 +18,23 @@ import yaml
 from pydantic import ValidationError
 
 from cosim.scenario.errors import ScenarioError, translate
-from cosim.scenario.schema import Scenario
+from cosim.scenario.schema import Scenario, fmt_value
+from cosim.scenario.text import clip
+from cosim.scenario.yaml_safe import YAMLLimitError, parse_yaml, read_scenario_text
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e9`` / ``3.5e9`` as floats."""
+#: Most segments in a ``--set`` key path (scenario keys nest about 5 deep).
+MAX_KEY_SEGMENTS = 32
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text the way scenario files and override values are parsed."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong with a YAML text (with its line and column when known)."""
+    if isinstance(exc, YAMLLimitError):
+        return exc.detail
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    reason = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"invalid YAML{where}: {reason}"
 
 
 def _parse_override(item: str | tuple[str, Any]) -> tuple[list[str], Any]:
@@ -40,22 +42,26 @@ def _parse_override(item: str | tuple[str, Any]) -> tuple[list[str], Any]:
         key, value = item
         parts = str(key).split(".")
         if not key or any(not part for part in parts):
-            raise ScenarioError(f"overrides {key!r}: expected a dotted key path like fl.rounds")
+            raise ScenarioError(f"overrides {clip(repr(key))}: expected a dotted key path like fl.rounds")
+        if len(parts) > MAX_KEY_SEGMENTS:
+            raise ScenarioError(f"overrides {clip(str(key))}: {len(parts)} key segments, at most {MAX_KEY_SEGMENTS}")
         return parts, value
+    shown = clip(item, 120)
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep:
-        raise ScenarioError(f"--set {item}: expected KEY.PATH=VALUE")
+        raise ScenarioError(f"--set {shown}: expected KEY.PATH=VALUE")
     if not key:
-        raise ScenarioError(f"--set {item}: empty key before '='")
+        raise ScenarioError(f"--set {shown}: empty key before '='")
     parts = key.split(".")
     if any(not part for part in parts):
-        raise ScenarioError(f"--set {item}: empty segment in key {key!r}")
+        raise ScenarioError(f"--set {shown}: empty segment in key {clip(repr(key))}")
+    if len(parts) > MAX_KEY_SEGMENTS:
+        raise ScenarioError(f"--set {shown}: {len(parts)} key segments, at most {MAX_KEY_SEGMENTS}")
     try:
         value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-        raise ScenarioError(f"--set {item}: value is not valid YAML ({reason})") from None
+        raise ScenarioError(f"--set {shown}: value is not valid YAML ({_yaml_reason(exc)})") from None
     return parts, value
 
 
@@ -70,15 +76,16 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str | tuple[str,
     (``learning.algorithm=fedavg`` means ``learning.algorithm.name=fedavg``).
     """
     data: dict[str, Any] = copy.deepcopy(dict(raw))
-    for item in overrides:
-        parts, value = _parse_override(item)
+    for override in overrides:
+        parts, value = _parse_override(override)
+        item = clip(override if isinstance(override, str) else f"{override[0]}=...", 120)
         node: Any = data
         for depth, part in enumerate(parts):
-            here = ".".join(parts[:depth]) or "<scenario>"
+            here = clip(".".join(parts[:depth]), 120) or "<scenario>"
             last = depth == len(parts) - 1
             if isinstance(node, list):
-                if not re.fullmatch(r"-?[0-9]+", part):
-                    raise ScenarioError(f"--set {item}: {here} is a list, {part!r} is not an index")
+                if not re.fullmatch(r"-?[0-9]{1,18}", part):
+                    raise ScenarioError(f"--set {item}: {here} is a list, {clip(repr(part))} is not an index")
                 index = int(part)
                 if not -len(node) <= index < len(node):
                     raise ScenarioError(f"--set {item}: index {index} out of range ({here} has {len(node)} items)")
@@ -94,7 +101,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str | tuple[str,
                 else:
                     node = node.setdefault(part, {})
             else:
-                raise ScenarioError(f"--set {item}: {here} is {node!r}, not a mapping or list")
+                raise ScenarioError(f"--set {item}: {here} is {fmt_value(node)}, not a mapping or list")
     return data
 
 
@@ -120,10 +127,7 @@ def loads_scenario(
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"{source}: invalid YAML{where}: {reason}") from None
+        raise ScenarioError(f"{source}: {_yaml_reason(exc)}") from None
     if raw is None:
         raise ScenarioError(f"{source}: empty scenario, expected a mapping of keys")
     if not isinstance(raw, dict):
@@ -137,18 +141,9 @@ def load_scenario(path: str | Path, overrides: Sequence[str | tuple[str, Any]] =
     """Load, override and validate the scenario file at ``path``.
 
     The scenario ``name`` defaults to the file stem. Raises ``ScenarioError`` (one line
-    per problem) for a missing/unreadable file, invalid YAML, a non-mapping top level,
-    a malformed override or any schema violation.
+    per problem) for a missing/unreadable/oversized file or a device, invalid YAML, a
+    non-mapping top level, a malformed override or any schema violation.
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise ScenarioError(f"{file}: is a directory, expected a YAML file") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ScenarioError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    text = read_scenario_text(file)
     return loads_scenario(text, overrides, source=str(file), default_name=file.stem)

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from cosim.scenario import registries
+from cosim.scenario.text import short_repr
 
 #: ``float`` fields also accept YAML ints; the validator makes them real floats.
 Float = Annotated[float, AfterValidator(float)]
@@ -47,10 +48,7 @@ def fmt_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, float):
         return f"{value:.12g}"
-    if isinstance(value, int):
-        return str(value)
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short_repr(value)  # bounded: never the full repr of a huge (alias-expanded) value
 
 
 def _choice(value: str, allowed: tuple[str, ...]) -> str:
