@@ -36,6 +36,17 @@ COMPARISON_METRICS = (
 #: Fixed, non-varied columns of a comparison file; every other column is a varied key.
 COMPARISON_FIXED = ("repeat", "seed", "run_dir", *COMPARISON_METRICS)
 COMPARISON_STEM = "comparison"
+#: Prefix of a varied key's column when the key is itself a fixed column (``--vary seed=1,2``).
+VARIED_PREFIX = "varied."
+
+
+def varied_column(key: str) -> str:
+    """Column of varied scenario ``key`` in a comparison file: the key, or ``varied.<key>`` for ``seed``.
+
+    ``--vary seed=1,2`` varies the cell's base seed while the ``seed`` column holds each
+    run's own seed (base + repeat), so the varied one is stored as ``varied.seed``.
+    """
+    return f"{VARIED_PREFIX}{key}" if key in COMPARISON_FIXED else key
 #: Cells of a CSV file read as a missing value (pyarrow writes NaN as ``nan`` and nulls empty).
 CSV_NA_VALUES = ("", "nan", "NaN", "-nan", "null")
 
@@ -82,6 +93,29 @@ def is_run_dir(path: str | Path) -> bool:
     """Whether ``path`` looks like a run directory (it has a rounds table)."""
     base = Path(path)
     return any((base / f"rounds{suffix}").is_file() for suffix in (".parquet", ".csv"))
+
+
+def require_finished(run_dir: str | Path) -> None:
+    """Raise a one-line ``ValueError`` if the run directory has no ``summary.json`` (interrupted or running).
+
+    An interrupted run has its rounds and events so far but an empty devices table
+    (written at the end); the message says what is there and how to finish the run.
+    """
+    base = Path(run_dir)
+    if (base / "summary.json").is_file():
+        return
+    present = sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
+    try:
+        done = len(read_table_file(find_table(base, "rounds")))
+    except (OSError, ValueError):
+        done = 0
+    try:
+        total = f" of {int(read_scenario(base)['fl']['rounds'])}"
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        total = ""
+    resume = f"; continue it with `cosim run --resume {base}`" if any(n.startswith("checkpoint") for n in present) else ""
+    raise ValueError(f"{base}: incomplete run (interrupted or still running: no summary.json), {done}{total} "
+                     f"rounds done; present: {', '.join(present) or 'nothing'}{resume}")
 
 
 def is_comparison_dir(path: str | Path) -> bool:

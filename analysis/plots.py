@@ -29,7 +29,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from analysis.async_plots import plot_availability, plot_staleness_hist  # noqa: E402
-from analysis.io import as_float, is_comparison_dir, is_run_dir, read_comparison, read_scenario, read_trace  # noqa: E402
+from analysis.io import (  # noqa: E402
+    as_float, is_comparison_dir, is_run_dir, read_comparison, read_scenario, read_trace, require_finished,
+)
 from analysis.table import short_key  # noqa: E402
 
 FIGSIZE = (8.0, 5.0)
@@ -63,6 +65,7 @@ def collect_series(paths: Sequence[str | Path], each_run: bool = False) -> list[
                 else:
                     series.append(Series(label, tuple(comp.run_dir(d) for d in rows["run_dir"])))
         elif is_run_dir(path):
+            require_finished(path)
             series.append(Series(path.resolve().name or str(path), (path,)))
         else:
             raise FileNotFoundError(2, "neither a run directory nor a comparison directory", str(path))
@@ -299,6 +302,7 @@ def plot_all(
     chosen = Path(run) if run is not None else series[0].runs[0]
     if not is_run_dir(chosen):
         raise FileNotFoundError(2, "not a run directory", str(chosen))
+    require_finished(chosen)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     return [

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.io import COMPARISON_METRICS, Comparison
+from analysis.io import COMPARISON_METRICS, VARIED_PREFIX, Comparison, varied_column
 
 ALGORITHM_KEYS = ("learning.algorithm.name", "learning.algorithm")
 
@@ -77,7 +77,7 @@ def aggregate(comparison: Comparison, metrics: Sequence[str] = COMPARISON_METRIC
 
 def resolve_key(varied: Sequence[str], key: str) -> str:
     """Match ``key`` to a varied column, accepting the ``<key>.name`` shorthand both ways."""
-    for candidate in (key, f"{key}.name", key.removesuffix(".name")):
+    for candidate in (key, f"{key}.name", key.removesuffix(".name"), varied_column(key)):
         if candidate in varied:
             return candidate
     raise ValueError(f"{key}: not a varied key (varied: {', '.join(varied) or 'none'})")
@@ -127,8 +127,16 @@ def ratio(value: float, reference: float) -> float:
 
 def short_key(key: str) -> str:
     """Column label for a dotted key: its last segment (``learning.algorithm.name`` -> ``algorithm``)."""
-    parts = key.split(".")
+    parts = key.removeprefix(VARIED_PREFIX).split(".")
     return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+
+
+def key_labels(varied: Sequence[str]) -> list[str]:
+    """Table headers of the varied keys: each :func:`short_key`, or the full key where the short one
+    is also a metric's header or another varied key's (``fl.rounds`` next to the ``rounds`` metric)."""
+    shorts = [short_key(k) for k in varied]
+    return [k.removeprefix(VARIED_PREFIX) if s in COMPARISON_METRICS or shorts.count(s) > 1 else s
+            for k, s in zip(varied, shorts)]
 
 
 def fmt_number(value: float) -> str:
@@ -169,7 +177,7 @@ def format_cells(comparison: Comparison, baseline: Mapping[str, str] | None = No
     """Two tables: mean ± std over repeats per cell, then each cell's means ÷ its baseline's."""
     stats = aggregate(comparison)
     refs = baseline_refs(stats, comparison.varied, baseline)
-    keys = [short_key(k) for k in comparison.varied]
+    keys = key_labels(comparison.varied)
     head = [*keys, "n", *COMPARISON_METRICS]
     body: list[list[str]] = []
     for s in stats:
@@ -262,7 +270,7 @@ def format_claims(comparison: Comparison, method: str = "pfl_tps", fmt: str = "t
     """The claims table as aligned text or markdown (see :func:`claims`)."""
     found = claims(comparison, method)
     key = algorithm_key(comparison.varied)
-    other_keys = [short_key(k) for k in comparison.varied if k != key]
+    other_keys = [label for k, label in zip(comparison.varied, key_labels(comparison.varied)) if k != key]
     with_ttt = any(math.isfinite(c.time_to_target_reduction_pct) for c in found)
     target = comparison.meta.get("target_accuracy")
     ttt_head = f"time-to-target reduction % (acc ≥ {target:g})" if isinstance(target, (int, float)) else (

@@ -13,11 +13,13 @@ once, as :class:`ScenarioError` lines). Each run is an ordinary run directory
 ``OUT/cells/<slug>/rep<k>/`` where ``slug`` joins the cell's values filesystem-safely.
 Runs execute one after another in this process (``workers=1``), in a ``spawn``
 process pool (a script calling it with ``workers > 1`` needs the usual
-``if __name__ == "__main__":`` guard), or as Ray tasks on a Ray cluster
+``if __name__ == "__main__":`` guard; a worker that dies fails only its own run, see
+``cosim.grid_pool``), or as Ray tasks on a Ray cluster
 (``backend="ray"``, ``address="HOST:PORT"``; see ``cosim.grid_ray``); a run whose ``summary.json`` exists is skipped
 (resume), after checking that its ``scenario.yaml`` is the one this grid would run.
 Finally ``OUT/comparison.parquet``/``.csv`` get one row per cell and repeat (varied
-columns are named by the resolved key) and ``OUT/comparison.json`` the grid description.
+columns are named by the resolved key; a varied ``seed`` is ``varied.seed``, the ``seed``
+column being each run's own) and ``OUT/comparison.json`` the grid description.
 """
 
 from __future__ import annotations
@@ -27,15 +29,13 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from analysis.io import COMPARISON_STEM, read_summary, read_trace
+from analysis.io import COMPARISON_STEM, read_summary, read_trace, varied_column
 from analysis.table import parse_assignments, time_to_target_s
 from cosim.scenario import ScenarioError, load_scenario
 from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
@@ -280,15 +280,10 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
     elif workers == 1:  # in this process: no pool to start, and scripts need no ``if __name__ == "__main__"``
         for done, spec in enumerate(pending, start=1):
             record(done, spec, _run_one(str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)))
-    else:
-        context = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context) as pool:
-            futures = {
-                pool.submit(_run_one, str(plan.scenario), list(spec.overrides), str(root / spec.run_dir)): spec
-                for spec in pending
-            }
-            for done, future in enumerate(as_completed(futures), start=1):
-                record(done, futures[future], future.result())
+    else:  # a dead worker fails its own run only (see cosim.grid_pool)
+        from cosim.grid_pool import run_in_pool
+
+        run_in_pool(plan.scenario, pending, root, workers, record, say)
     if failures:
         raise CompareError(failures)
     return report
@@ -309,7 +304,7 @@ def collect_rows(plan: Plan, out: str | Path, target_accuracy: float | None = No
         ttt = math.nan
         if target_accuracy is not None:
             ttt = time_to_target_s(read_trace(run_dir, "rounds"), target_accuracy)
-        row: dict[str, Any] = dict(zip(plan.keys, spec.values))
+        row: dict[str, Any] = {varied_column(k): v for k, v in zip(plan.keys, spec.values)}
         row.update(
             repeat=spec.repeat,
             seed=spec.seed,
@@ -330,7 +325,7 @@ def write_comparison(plan: Plan, out: str | Path, rows: Sequence[Mapping[str, An
                      target_accuracy: float | None = None) -> list[Path]:
     """Write ``comparison.parquet``, ``comparison.csv`` and ``comparison.json`` atomically."""
     root = Path(out)
-    fields = [pa.field(k, pa.string()) for k in plan.keys]
+    fields = [pa.field(varied_column(k), pa.string()) for k in plan.keys]
     fields += [pa.field("repeat", pa.int64()), pa.field("seed", pa.int64()), pa.field("run_dir", pa.string())]
     fields += [pa.field(k, pa.int64() if k in _INT_COLUMNS else pa.float64())
                for k in ("final_accuracy", "sim_time_s", "time_to_target_s", "energy_j",
@@ -369,6 +364,12 @@ def compare(
     """Validate, run (resuming) and tabulate the grid; returns the plan and what ran."""
     if target_accuracy is not None and not 0.0 <= target_accuracy <= 1.0:
         raise ScenarioError(f"--target-accuracy {target_accuracy:g}: must be in [0, 1] (accuracy is a fraction)")
+    if backend == "ray":
+        from cosim.scenario.components import ray_available
+
+        if not ray_available():
+            raise ScenarioError("--backend ray: needs Ray, which is not installed (pip install 'cosim[ray]'; "
+                                "or --backend local)")
     plan = build_plan(scenario, vary, sets, repeats, baseline)
     Path(out).mkdir(parents=True, exist_ok=True)
     report = run_plan(plan, out, workers, log, backend=backend, address=address)

@@ -76,7 +76,21 @@ def _cells(scenario: Any, problems: list[str]) -> None:
                 return f"{prefix}.pathloss_params"
             return _key_path(prefix, message, type(cell).model_fields, renames)
 
-        _attempt(problems, build, locate)
+        model = _attempt(problems, build, locate)
+        if model is not None:
+            _distance_range(scenario, index, model, problems)
+
+
+def _distance_range(scenario: Any, index: int, model: Any, problems: list[str]) -> None:
+    """A device can be as far from a cell as the area's farthest corner: beyond the path-loss model's
+    2-D distance range (UMa/UMi 5 km, RMa 10 km, TR 38.901 Table 7.4.1-1) its loss would be clamped."""
+    cell, area = scenario.cells[index], scenario.area
+    far_m = max(float(np.hypot(x - cell.x_m, y - cell.y_m)) for x in (0.0, area.width_m) for y in (0.0, area.height_m))
+    limit_m = float(getattr(model, "D2D_RANGE_M", (0.0, np.inf))[1])
+    if far_m > limit_m:
+        problems.append(f"cells.{index}.pathloss: {cell.pathloss} is defined up to {limit_m:g} m (2-D), but the "
+                        f"area's farthest corner is {far_m:.0f} m from this cell; use a smaller area or a model "
+                        "without that limit (log_distance, free_space; rma: 10 km)")
 
 
 def _mobility(scenario: Any, problems: list[str]) -> None:
@@ -187,6 +201,23 @@ def _learning(scenario: Any, problems: list[str]) -> None:
                  lambda m: _key_path("learning.model", m, model))
 
 
+def ray_available() -> bool:
+    """Whether ``import ray`` can succeed here (found without importing it: importing Ray is slow)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # a broken install, or ``sys.modules["ray"] = None``
+        return False
+
+
+def _execution(scenario: Any, problems: list[str]) -> None:
+    """A train-mode run builds its executor: the Ray one needs Ray installed."""
+    if scenario.execution.executor == "ray" and scenario.learning.mode == "train" and not ray_available():
+        problems.append("execution.executor: 'ray' needs Ray, which is not installed "
+                        "(pip install 'cosim[ray]'; or executor sequential, process or batched)")
+
+
 #: resolved YAML of the scenarios that passed ``check_components`` in this process (newest last).
 _PASSED: dict[str, None] = {}
 _PASSED_MAX = 64
@@ -203,7 +234,7 @@ def check_components(scenario: Any) -> None:
     if key is not None and key in _PASSED:
         return
     problems: list[str] = []
-    for check in (_cells, _mobility, _fading, _learning):
+    for check in (_cells, _mobility, _fading, _learning, _execution):
         check(scenario, problems)
     if problems:
         raise ScenarioError(problems)
