@@ -92,9 +92,16 @@ def _load(args: argparse.Namespace) -> Scenario:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from cosim.scenario.capacity import gib
+    from cosim.scenario.components import train_memory
+
     scenario = _load(args)
     for line in describe(scenario):
         print(line)
+    memory = train_memory(scenario)
+    if memory is not None:
+        machine = "unknown" if memory.available_b is None else gib(memory.available_b)
+        print(f"memory: about {gib(memory.total_b)} estimated for train mode (this machine: {machine})")
     print("ok")
     return EXIT_OK
 

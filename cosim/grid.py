@@ -40,6 +40,8 @@ from analysis.table import parse_assignments, time_to_target_s
 from cosim.scenario import ScenarioError, load_scenario
 from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
+#: Most runs (cells x repeats) of one comparison: every run is validated before any starts.
+MAX_GRID_RUNS = 10_000
 _INT_COLUMNS = ("repeat", "seed", "uplink_bytes", "downlink_bytes", "rounds")
 _FLOAT_COLUMNS = ("final_accuracy", "sim_time_s", "time_to_target_s", "energy_j")
 
@@ -168,9 +170,16 @@ def build_plan(
     """Parse ``--vary`` items, expand the grid and validate every cell's scenario up front."""
     if repeats < 1:
         raise ScenarioError(f"--repeats {repeats}: must be >= 1")
+    if repeats > MAX_GRID_RUNS:
+        raise ScenarioError(f"--repeats {repeats}: at most {MAX_GRID_RUNS} runs per comparison")
     base = load_scenario(scenario, sets)
     dumped = base.model_dump(mode="python")
     parsed = parse_vary(vary)
+    n_runs = math.prod(len(values) for _, values in parsed) * repeats
+    if n_runs > MAX_GRID_RUNS:
+        sizes = " x ".join(str(len(values)) for _, values in parsed) or "1"
+        raise ScenarioError(f"--vary/--repeats: {sizes} cells x {repeats} repeats = {n_runs} runs, "
+                            f"at most {MAX_GRID_RUNS} per comparison")
     keys = tuple(resolve_key(dumped, key) for key, _ in parsed)
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:

@@ -199,6 +199,28 @@ def _learning(scenario: Any, problems: list[str]) -> None:
     if len(problems) == bad:
         _attempt(problems, lambda: algorithm.cost_model(model, params, input_shape, num_classes),
                  lambda m: _key_path("learning.model", m, model))
+    if len(problems) == bad and lr.mode == "train":
+        from cosim.scenario.capacity import estimate, memory_problem
+
+        found = estimate(scenario, n_train, input_shape, num_classes, bool(getattr(algorithm, "personalized", True)))
+        problem = memory_problem(found, int(scenario.devices.count))
+        if problem is not None:
+            problems.append(problem)
+
+
+def train_memory(scenario: Any) -> Any:
+    """The ``cosim.scenario.capacity.MemoryEstimate`` of a train-mode scenario (None in surrogate mode)."""
+    from learning.algorithms import ALGORITHMS
+
+    from cosim.scenario.capacity import estimate
+
+    if scenario.learning.mode != "train":
+        return None
+    shape = _dataset_shape(scenario, [])
+    if shape is None:
+        return None
+    personalized = bool(getattr(ALGORITHMS[scenario.learning.algorithm.name], "personalized", True))
+    return estimate(scenario, *shape, personalized)
 
 
 def ray_available() -> bool:
