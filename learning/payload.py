@@ -32,9 +32,11 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ["ENCODINGS", "Payload", "ConfigValue"]
+__all__ = ["ENCODINGS", "DENSE_ENCODINGS", "Payload", "ConfigValue", "as_received", "dense_payload"]
 
 ENCODINGS: tuple[str, ...] = ("fp32", "fp16", "bitmask_sparse", "index_sparse")
+#: Dense encodings an algorithm's ``downlink_encoding`` / ``uplink_encoding`` may choose.
+DENSE_ENCODINGS: tuple[str, ...] = ("fp32", "fp16")
 
 ConfigValue = Union[int, float, str, bool]
 
@@ -239,3 +241,24 @@ def _decode_body(
     values = np.frombuffer(data, "<f4", k, pos + 4 + 4 * k).astype(np.float32)
     flat[torch.from_numpy(idx)] = torch.from_numpy(values)
     return flat.to(dtype).reshape(shape), pos + 4 + 8 * k
+
+
+def as_received(t: torch.Tensor, encoding: str) -> torch.Tensor:
+    """The values a receiver decodes from ``t`` sent with ``encoding``: fp16 rounds a
+    floating tensor to half precision (kept in its own dtype); anything else is a copy."""
+    _check_encoding(encoding)
+    if encoding == "fp16" and t.is_floating_point():
+        return t.detach().to(torch.float16).to(t.dtype)
+    return t.detach().clone()
+
+
+def dense_payload(tensors: dict[str, torch.Tensor], encoding: str, config: dict[str, ConfigValue]) -> Payload:
+    """A dense payload in ``encoding`` (one of ``DENSE_ENCODINGS``) carrying what the
+    receiver decodes: with fp16 its floating tensors are rounded, so training and
+    aggregation see the values that crossed the air. fp32 tensors are passed as given
+    (not copied: callers hand over tensors they no longer mutate)."""
+    if encoding not in DENSE_ENCODINGS:
+        raise ValueError(f"dense payload encoding {encoding!r} not allowed; allowed: {list(DENSE_ENCODINGS)}")
+    if encoding == "fp16":
+        tensors = {k: as_received(v, encoding) for k, v in tensors.items()}
+    return Payload(dict(tensors), encoding, dict(config))

@@ -20,7 +20,7 @@ from torch import nn
 from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, build_model, resolve_model_config
-from learning.payload import Payload
+from learning.payload import DENSE_ENCODINGS, Payload, dense_payload
 
 if TYPE_CHECKING:  # pragma: no cover
     from learning.data import FederatedData
@@ -32,6 +32,7 @@ __all__ = [
     "Client",
     "Algorithm",
     "COMMON_PARAMS",
+    "ENCODING_PARAMS",
     "mean_finite",
     "model_payload_bytes",
     "StaleUpdate",
@@ -41,8 +42,13 @@ __all__ = [
 #: How ``Algorithm.apply_updates`` folds weighted updates into the server state.
 STALE_RULES = ("mix", "delta")
 
+#: How each algorithm's dense payloads go on the wire (``learning.payload.DENSE_ENCODINGS``),
+#: settable for every algorithm so that a comparison can use one encoding for all.
+#: Algorithms with a sparse uplink of their own (``fedavg_topk``) keep it.
+ENCODING_PARAMS: dict[str, str] = {"downlink_encoding": "fp32", "uplink_encoding": "fp32"}
+
 #: hyper-parameters shared by every algorithm, with their defaults (see ``TrainParams``).
-COMMON_PARAMS: dict[str, Any] = asdict(TrainParams())
+COMMON_PARAMS: dict[str, Any] = {**asdict(TrainParams()), **ENCODING_PARAMS}
 
 
 @dataclass
@@ -174,6 +180,12 @@ class Client:
         """Run one local update of ``device``. PURE: same inputs, same result."""
         raise NotImplementedError
 
+    def reply(self, tensors: dict[str, torch.Tensor], received: Payload | None) -> Payload:
+        """The uplink carrying ``tensors`` in ``uplink_encoding``, tagged with the round of
+        the ``received`` downlink (0 without one)."""
+        round_idx = int(received.config.get("round", 0)) if received is not None else 0
+        return dense_payload(tensors, self.params.get("uplink_encoding", "fp32"), {"round": round_idx})
+
 
 class Algorithm(ABC):
     """Server half of a federated algorithm.
@@ -221,6 +233,10 @@ class Algorithm(ABC):
             )
         resolved = {**defaults, **params}
         TrainParams.from_params(resolved)  # validates the common ones
+        for key in ENCODING_PARAMS:
+            if resolved[key] not in DENSE_ENCODINGS:
+                raise ValueError(f"{cls.name} parameter {key}={resolved[key]!r} not allowed; "
+                                 f"allowed: {list(DENSE_ENCODINGS)}")
         cls.check_params(resolved)
         return resolved
 
@@ -264,6 +280,10 @@ class Algorithm(ABC):
     def downlink(self, device: int, round_idx: int) -> Payload | None:
         """What the server sends ``device`` in round ``round_idx`` (None: nothing)."""
         return None
+
+    def send(self, tensors: dict[str, torch.Tensor], round_idx: int) -> Payload:
+        """A downlink carrying ``tensors`` in ``downlink_encoding`` for round ``round_idx``."""
+        return dense_payload(tensors, self.params["downlink_encoding"], {"round": int(round_idx)})
 
     def commit(self, result: LocalResult) -> None:
         """Store ``result.state`` as its device's state (only for updates that arrived)."""

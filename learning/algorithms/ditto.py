@@ -1,8 +1,8 @@
 """Ditto (Li et al., ICML 2021): a FedAvg global model plus a regularised personal model.
 
-downlink  : the global model w, dense fp32 (FedAvg's).
+downlink  : the global model w, dense in ``downlink_encoding`` (fp32 by default) (FedAvg's).
 client    : (1) trains a copy of w for ``local_epochs`` (plain FedAvg local training, seed
-            ``seed``) and uploads it (fp32); (2) trains its personal model v (device state)
+            ``seed``) and uploads it (``uplink_encoding``); (2) trains its personal model v (device state)
             for ``local_epochs`` on ``CE(v) + λ/2 ‖v − w‖²`` with w the RECEIVED global
             model (seed ``derive_seed(seed, 1)``), and keeps v.
 aggregate : FedAvg (sample-weighted mean of the uploaded global models).
@@ -40,7 +40,7 @@ class DittoClient(FedAvgClient):
         x, y = self.data.train(device)
         model.load_state_dict(payload.tensors)
         global_stats = train_local(model, x, y, self.train_params, seed)
-        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply(clone_state(model), payload)
         model.load_state_dict(state)
         reg = proximal_loss(model, payload.tensors, float(self.params["lam"]))
         personal_stats = train_local(model, x, y, self.train_params, derive_seed(seed, 1), extra_loss=reg)

@@ -1,8 +1,8 @@
 """FedAvg (McMahan et al., AISTATS 2017): one global model, sample-weighted averaging.
 
-downlink  : the global model, dense fp32, with ``config={"round": r}``.
+downlink  : the global model, dense in ``downlink_encoding`` (fp32 by default), with ``config={"round": r}``.
 client    : loads it, trains ``local_epochs`` on the device's data, sends the whole
-            updated model back (dense fp32, same round in config). Devices keep no state.
+            updated model back (dense in ``downlink_encoding`` (fp32 by default), same round in config). Devices keep no state.
 aggregate : θ ← Σ_k n_k θ_k / Σ_k n_k over the arrived uplinks (n_k = their sample counts),
             accumulated in float64.
 """
@@ -67,7 +67,7 @@ class FedAvgClient(Client):
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: payload (global model) -> uplink (updated model)."""
         model, stats = self.train_received("fedavg", device, payload, seed)
-        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply(clone_state(model), payload)
         return LocalResult(
             device=int(device),
             state=None,
@@ -113,7 +113,7 @@ class FedAvg(Algorithm):
 
     def downlink(self, device: int, round_idx: int) -> Payload | None:
         """The global model (the server never mutates these tensors in place)."""
-        return Payload(dict(self.global_state), "fp32", {"round": int(round_idx)})
+        return self.send(self.global_state, round_idx)
 
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
         """Sample-weighted mean of the uplinked models; no-op without uplinks or samples."""
@@ -180,12 +180,14 @@ class FedAvg(Algorithm):
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
                    num_classes: int) -> CostModel:
-        """Dense fp32 model down and up (with the round in config), dense FLOPs."""
+        """Dense model down and up in ``downlink_encoding`` / ``uplink_encoding`` (with the
+        round in config), dense FLOPs."""
         resolved = cls.resolve_params(params)
-        nbytes = model_payload_bytes(model_config, input_shape, num_classes, "fp32", {"round": 0})
         return CostModel(
-            downlink_bytes=nbytes,
-            uplink_bytes=nbytes,
+            downlink_bytes=model_payload_bytes(model_config, input_shape, num_classes,
+                                               resolved["downlink_encoding"], {"round": 0}),
+            uplink_bytes=model_payload_bytes(model_config, input_shape, num_classes,
+                                             resolved["uplink_encoding"], {"round": 0}),
             flops_per_sample=vit_flops_per_sample(model_config, input_shape, num_classes),
             epochs=float(TrainParams.from_params(resolved).local_epochs),
         )

@@ -6,7 +6,7 @@ On-device Personalization", 2019): the federation trains one global model exactl
 FedAvg does, and each device evaluates its own copy of the global model after a few
 local epochs of fine-tuning on its training split.
 
-downlink  : the global model, dense fp32 (FedAvg's).
+downlink  : the global model, dense in ``downlink_encoding`` (fp32 by default) (FedAvg's).
 client    : from the received model θ, (1) fine-tunes a copy for ``finetune_epochs`` on the
             device's training split (own seed stream) and keeps it as its personal model,
             (2) trains θ for ``local_epochs`` as FedAvg does and uploads it. Both trainings
@@ -52,7 +52,7 @@ class FedAvgFTClient(FedAvgClient):
             tuned = train_local(model, x, y, hp, derive_seed(seed, 1))
         personal = clone_state(model)
         model, stats = self.train_received("fedavg_ft", device, payload, seed)
-        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply(clone_state(model), payload)
         runs = (stats,) if tuned is None else (stats, tuned)
         metrics = train_metrics(*runs)
         if tuned is not None:

@@ -1,7 +1,7 @@
 """FedAvg with top-k sparsified uplinks and error feedback (Stich et al., NeurIPS 2018;
 Aji & Heafield, EMNLP 2017).
 
-downlink  : the global model w, dense fp32 (FedAvg's).
+downlink  : the global model w, dense in ``downlink_encoding`` (fp32 by default) (FedAvg's).
 client    : trains a copy of w for ``local_epochs`` into w'; forms a = r + (w' − w) over
             all parameters flattened in ``state_dict`` order (r: the device's residual,
             zeros before its first update); sends the k = max(1, ceil(k_fraction · P))
@@ -91,6 +91,9 @@ class FedAvgTopK(FedAvg):
     def check_params(cls, resolved: dict[str, Any]) -> None:
         if not 0 < float(resolved["k_fraction"]) <= 1:
             raise ValueError(f"fedavg_topk parameter k_fraction must be in (0, 1], got {resolved['k_fraction']}")
+        if resolved["uplink_encoding"] != "fp32":
+            raise ValueError(f"fedavg_topk parameter uplink_encoding={resolved['uplink_encoding']!r} not allowed; "
+                             "allowed: ['fp32'] (its uplink is its own index_sparse top-k with float32 values)")
 
     def make_client(self) -> Client:
         return TopKClient(self.data, self.model_config, self.params)

@@ -3,9 +3,9 @@
 Parameters are split with ``learning.models.param_groups``: group ``head`` is personal and
 never leaves the device; every other parameter (embed, norm, SAL, FFL) is shared.
 
-downlink  : the shared parameters, dense fp32, ``config={"round": r}``.
+downlink  : the shared parameters, dense in ``downlink_encoding`` (fp32 by default), ``config={"round": r}``.
 client    : loads shared (payload) + personal head (device state), trains the whole model
-            ``local_epochs``, uploads the shared parameters (fp32) and keeps the new head.
+            ``local_epochs``, uploads the shared parameters (``uplink_encoding``) and keeps the new head.
 aggregate : FedAvg over the shared parameters (sample-weighted mean).
 evaluate  : device d's model = shared parameters + d's head (its initial head, drawn from
             ``device_seed(d)``, until it has trained) on d's test split.
@@ -77,8 +77,7 @@ class FedPerClient(FedAvgClient):
         stats, flops = self.train(model, x, y, seed)
         trained = clone_state(model)
         personal = self.personal_names()
-        uplink = Payload({k: trained[k] for k in payload.tensors}, "fp32",
-                         {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply({k: trained[k] for k in payload.tensors}, payload)
         return LocalResult(int(device), {k: trained[k] for k in personal}, uplink, int(flops),
                            int(y.shape[0]), train_metrics(*stats))
 
@@ -123,17 +122,18 @@ class FedPer(FedAvg):
 
     @classmethod
     def shared_payload_bytes(cls, model_config: dict[str, Any], input_shape: tuple[int, int, int],
-                             num_classes: int) -> int:
-        """Wire bytes of the fp32 shared-parameter payload (with the round in config)."""
+                             num_classes: int, encoding: str = "fp32") -> int:
+        """Wire bytes of the shared-parameter payload in ``encoding`` (with the round in config)."""
         model, state = meta_state_dict(model_config, input_shape, num_classes)
         shared, _ = split_names(model)
-        return Payload({k: state[k] for k in shared}, "fp32", {"round": 0}).wire_bytes
+        return Payload({k: state[k] for k in shared}, encoding, {"round": 0}).wire_bytes
 
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
                    num_classes: int) -> CostModel:
-        """Shared parameters (fp32) down and up; dense FLOPs."""
+        """Shared parameters down and up (in ``downlink_encoding`` / ``uplink_encoding``); dense FLOPs."""
         resolved = cls.resolve_params(params)
-        nbytes = cls.shared_payload_bytes(model_config, input_shape, num_classes)
-        return CostModel(nbytes, nbytes, vit_flops_per_sample(model_config, input_shape, num_classes),
+        down, up = (cls.shared_payload_bytes(model_config, input_shape, num_classes, resolved[key])
+                    for key in ("downlink_encoding", "uplink_encoding"))
+        return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),
                          float(TrainParams.from_params(resolved).local_epochs))

@@ -71,7 +71,7 @@ class FedProxClient(FedAvgClient):
         x, y = self.data.train(device)
         prox = proximal_loss(model, payload.tensors, float(self.params["mu"]))
         stats = train_local(model, x, y, self.train_params, seed, extra_loss=prox)
-        uplink = Payload(clone_state(model), "fp32", {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply(clone_state(model), payload)
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
                            int(y.shape[0]), train_metrics(stats))
 

@@ -8,10 +8,10 @@ as the reference ``ViTHyper`` does (zhyczy/FedTP models/Hypernetworks.py: one
 ``to_qkv_value_list`` head per layer, one hidden layer, embedding width 128); the QKV
 bias and the output projection are FedAvg'd with the rest.
 
-downlink  : rest (global) + SAL_i = HN(e_i), dense fp32, all under the parameter names.
+downlink  : rest (global) + SAL_i = HN(e_i), dense in ``downlink_encoding`` (fp32 by default), all under the parameter names.
 client    : trains the whole model ``local_epochs``; uplinks the trained rest under the
             parameter names and ΔSAL_i = SAL_sent − SAL_trained under ``"delta." + name``
-            (fp32). Devices keep nothing.
+            (``uplink_encoding``). Devices keep nothing.
 aggregate : rest ← sample-weighted mean of the uplinked rests (FedAvg); the hypernetwork
             takes one step with the VJPs of the ΔSAL_i, φ's weighted by client data
             share n_i/n (``HyperServer.step``: clipped, SGD).
@@ -35,7 +35,7 @@ from learning.algorithms.pfl_tps.hypernetwork import SalSpec
 from learning.algorithms.training import TrainParams
 from learning.flops import vit_flops_per_sample
 from learning.models import param_groups
-from learning.payload import Payload
+from learning.payload import Payload, dense_payload
 
 __all__ = ["FedTP", "FedTPClient", "DELTA_PREFIX", "fedtp_uplink"]
 
@@ -53,12 +53,12 @@ def generated_names(model: nn.Module) -> list[str]:
 
 
 def fedtp_uplink(trained: dict[str, torch.Tensor], sent: dict[str, torch.Tensor], sal: Sequence[str],
-                 round_idx: int) -> Payload:
-    """Uplink: trained non-SAL tensors + ``delta.<sal>`` = sent − trained (fp32)."""
+                 round_idx: int, encoding: str = "fp32") -> Payload:
+    """Uplink: trained non-SAL tensors + ``delta.<sal>`` = sent − trained, in ``encoding``."""
     sal_set = set(sal)
     tensors = {k: v.detach().clone() for k, v in trained.items() if k not in sal_set}
     tensors.update({DELTA_PREFIX + k: (sent[k] - trained[k]).detach().clone() for k in sal})
-    return Payload(tensors, "fp32", {"round": int(round_idx)})
+    return dense_payload(tensors, encoding, {"round": int(round_idx)})
 
 
 class FedTPClient(FedAvgClient):
@@ -68,7 +68,7 @@ class FedTPClient(FedAvgClient):
         """Pure local update: (rest, SAL_i) -> (rest', ΔSAL_i)."""
         model, stats = self.train_received("fedtp", device, payload, seed)
         uplink = fedtp_uplink(model.state_dict(), payload.tensors, generated_names(model),
-                              int(payload.config.get("round", 0)))
+                              int(payload.config.get("round", 0)), self.params["uplink_encoding"])
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
                            self.data.num_train(device), train_metrics(stats))
 
@@ -97,8 +97,8 @@ class FedTP(FedAvg):
         return FedTPClient(self.data, self.model_config, self.params)
 
     def downlink(self, device: int, round_idx: int) -> Payload | None:
-        """Global rest + HN(e_i) SAL, dense fp32."""
-        return Payload({**self.global_state, **self.server.generate(device)}, "fp32", {"round": int(round_idx)})
+        """Global rest + HN(e_i) SAL, dense in ``downlink_encoding``."""
+        return self.send({**self.global_state, **self.server.generate(device)}, round_idx)
 
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
         """FedAvg of the rest; one hypernetwork step from the ΔSAL's (data-share weighted)."""
@@ -129,8 +129,8 @@ class FedTP(FedAvg):
         resolved = cls.resolve_params(params)
         model, state = meta_state_dict(model_config, input_shape, num_classes)
         sal = generated_names(model)
-        down = Payload(dict(state), "fp32", {"round": 0}).wire_bytes
-        up = fedtp_uplink(state, state, sal, 0).wire_bytes
+        down = Payload(dict(state), resolved["downlink_encoding"], {"round": 0}).wire_bytes
+        up = fedtp_uplink(state, state, sal, 0, resolved["uplink_encoding"]).wire_bytes
         return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),
                          float(TrainParams.from_params(resolved).local_epochs))
 

@@ -10,9 +10,9 @@ optimizer over (φ, E) (lr 1e-2, momentum 0.9, weight decay 1e-3; as with pFedHN
 The heads' biases start at a standard ViT initialisation (drawn from the server stream),
 so HN(e) = that initialisation + a small device-specific term.
 
-downlink  : θ_i = HN(e_i), all parameters, dense fp32.
+downlink  : θ_i = HN(e_i), all parameters, dense in ``downlink_encoding`` (fp32 by default).
 client    : trains θ_i for ``local_epochs`` with the reference inner optimizer by default
-            (SGD lr 5e-3, momentum 0.9, weight decay 5e-5, batch 64); uplinks Δθ_i = θ_sent − θ_trained (fp32, same
+            (SGD lr 5e-3, momentum 0.9, weight decay 5e-5, batch 64); uplinks Δθ_i = θ_sent − θ_trained (``uplink_encoding``, same
             names; pFedHN's ``inner_state − final_state``). Devices keep nothing.
 aggregate : g_φ = Σ_i (n_i/n) · ∂θ/∂φ(e_i)ᵀ Δθ_i and g_{e_i} = ∂θ/∂e(e_i)ᵀ Δθ_i (each
             embedding gets its own device's gradient), ``hn_vjp``; the joint gradient is
@@ -164,11 +164,11 @@ class PFedHNClient(FedAvgClient):
     """Trains the generated model; uplinks Δθ = θ_sent − θ_trained."""
 
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
-        """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, fp32)."""
+        """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, ``uplink_encoding``)."""
         model, stats = self.train_received("pfedhn", device, payload, seed)
         trained = model.state_dict()
         delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}
-        uplink = Payload(delta, "fp32", {"round": int(payload.config.get("round", 0))})
+        uplink = self.reply(delta, payload)
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
                            self.data.num_train(device), train_metrics(stats))
 
@@ -208,8 +208,8 @@ class PFedHN(Algorithm):
         return None
 
     def downlink(self, device: int, round_idx: int) -> Payload | None:
-        """θ_i = HN(e_i), dense fp32."""
-        return Payload(self.server.generate(device), "fp32", {"round": int(round_idx)})
+        """θ_i = HN(e_i), dense in ``downlink_encoding``."""
+        return self.send(self.server.generate(device), round_idx)
 
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
         """One hypernetwork step from the arrived Δθ's (sample-weighted for φ)."""
@@ -223,9 +223,10 @@ class PFedHN(Algorithm):
     @classmethod
     def cost_model(cls, model_config: dict[str, Any], params: dict[str, Any], input_shape: tuple[int, int, int],
                    num_classes: int) -> CostModel:
-        """All parameters (fp32) down (θ) and up (Δθ); dense FLOPs."""
+        """All parameters down (θ) and up (Δθ) in ``downlink_encoding`` / ``uplink_encoding``; dense FLOPs."""
         resolved = cls.resolve_params(params)
-        nbytes = model_payload_bytes(model_config, input_shape, num_classes, "fp32", {"round": 0})
-        return CostModel(nbytes, nbytes, vit_flops_per_sample(model_config, input_shape, num_classes),
+        down, up = (model_payload_bytes(model_config, input_shape, num_classes, resolved[key], {"round": 0})
+                    for key in ("downlink_encoding", "uplink_encoding"))
+        return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),
                          float(TrainParams.from_params(resolved).local_epochs))
 

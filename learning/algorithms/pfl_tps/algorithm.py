@@ -11,7 +11,7 @@ Rounds (``sal_update="embedding"``, default):
             ``downlink_encoding`` (fp16 by default; the device receives the rounded values).
   device    trains its personal parameters, thresholds and e through θ_i + J_i (e − ê_i)
             (+ its personal residual r_i, ``sal_residual``); uploads thresholds and e_i'
-            (fp32). r_i stays on the device and does not enter the server update.
+            (``uplink_encoding``, fp32 by default). r_i stays on the device and does not enter the server update.
   aggregate thresholds: sample-weighted mean. SAL: Δθ_i = J_i (e_i' − ê_i) with the same
             (rounded) J_i, g = Σ_i (n_i/n) · vjp(θ(ê_i), φ; −Δθ_i), clipped to norm
             ``hn_grad_clip``, one SGD step (``hn_lr``, ``hn_momentum``,
@@ -19,7 +19,7 @@ Rounds (``sal_update="embedding"``, default):
             the same φ, which holds because the engine downlinks at the start of a round
             and aggregates once at its end.
 ``sal_update="delta"``: the downlink has θ_i only; the device trains θ directly and
-uploads Δθ_i = θ_trained − θ_i (fp32); the server steps φ as above and moves
+uploads Δθ_i = θ_trained − θ_i (``uplink_encoding``); the server steps φ as above and moves
 ê_i ← ê_i − embedding_lr · vjp(θ(ê_i), e; −Δθ_i) (embeddings are server-side, as in pFedHN).
 
 Evaluation: the model each device holds, on its test split: its personal parameters,
@@ -274,7 +274,7 @@ class PFLTPS(Algorithm):
             else:
                 delta = meta(spec.total)
         down = make_downlink(theta, jac, anchor, thr, 0, cfg.downlink_encoding)
-        up = make_uplink(thr, emb, delta, 0)
+        up = make_uplink(thr, emb, delta, 0, cfg.uplink_encoding)
         return CostModel(
             downlink_bytes=down.wire_bytes,
             uplink_bytes=up.wire_bytes,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable
 
 import torch
@@ -54,7 +54,8 @@ from learning.algorithms.training import TrainParams, train_local
 from learning.flops import vit_flops_per_sample
 from learning.models import build_model
 from learning.optim import Optimizer
-from learning.payload import Payload
+from learning.payload import DENSE_ENCODINGS, Payload, dense_payload
+from learning.payload import as_received as payload_as_received
 
 __all__ = ["PFLTPSConfig", "PFLTPSNet", "PFLTPSClient", "build_net", "make_downlink", "make_uplink",
            "as_received"]
@@ -82,6 +83,7 @@ class PFLTPSConfig:
     hn_weight_decay: float
     hn_grad_clip: float
     downlink_encoding: str
+    uplink_encoding: str = "fp32"
     sal_residual: bool = True
     prune_gradient: str = "dst"
     prune_clamp: bool = False
@@ -97,8 +99,9 @@ class PFLTPSConfig:
                 raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
         if self.sal_update not in SAL_UPDATES:
             raise ValueError(f"unknown sal_update {self.sal_update!r}; allowed: {list(SAL_UPDATES)}")
-        if self.downlink_encoding not in ("fp32", "fp16"):
-            raise ValueError(f"downlink_encoding must be 'fp32' or 'fp16', got {self.downlink_encoding!r}")
+        for key in ("downlink_encoding", "uplink_encoding"):
+            if getattr(self, key) not in DENSE_ENCODINGS:
+                raise ValueError(f"{key} must be one of {list(DENSE_ENCODINGS)}, got {getattr(self, key)!r}")
         if self.prune_lambda < 0 or not 0 <= self.prune_reset_density < 1:
             raise ValueError(f"need prune_lambda >= 0 and prune_reset_density in [0, 1), got "
                              f"{self.prune_lambda}, {self.prune_reset_density}")
@@ -113,8 +116,8 @@ class PFLTPSConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "PFLTPSConfig":
-        """Build from a resolved params dict (other keys ignored)."""
-        return cls(**{f.name: params[f.name] for f in fields(cls)})
+        """Build from a resolved params dict (other keys ignored; fields with a default may be absent)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params or f.default is MISSING})
 
     @property
     def linear_sal(self) -> bool:
@@ -146,8 +149,7 @@ def threshold_key(layer: str) -> str:
 
 def as_received(t: torch.Tensor, encoding: str) -> torch.Tensor:
     """The values a receiver decodes from ``t`` sent with ``encoding`` (fp16 rounds), float32."""
-    t = t.detach().to(torch.float32)
-    return t.to(torch.float16).to(torch.float32) if encoding == "fp16" else t.clone()
+    return payload_as_received(t.detach().to(torch.float32), encoding)
 
 
 def make_downlink(theta: torch.Tensor | None, jac: torch.Tensor | None, anchor: torch.Tensor | None,
@@ -165,14 +167,15 @@ def make_downlink(theta: torch.Tensor | None, jac: torch.Tensor | None, anchor: 
 
 
 def make_uplink(thresholds: dict[str, torch.Tensor], embedding: torch.Tensor | None,
-                sal_delta: torch.Tensor | None, round_idx: int) -> Payload:
-    """Uplink (fp32): thresholds (layer -> (out,)), embedding e' (d,), Δθ (n_sal,) (None: absent)."""
+                sal_delta: torch.Tensor | None, round_idx: int, encoding: str = "fp32") -> Payload:
+    """Uplink in ``encoding``: thresholds (layer -> (out,)), embedding e' (d,), Δθ (n_sal,)
+    (None: absent); values rounded as received."""
     tensors = {threshold_key(k): v.detach().clone() for k, v in thresholds.items()}
     if embedding is not None:
         tensors["embedding"] = embedding.detach().clone()
     if sal_delta is not None:
         tensors["sal_delta"] = sal_delta.detach().clone()
-    return Payload(tensors, "fp32", {"round": int(round_idx)})
+    return dense_payload(tensors, encoding, {"round": int(round_idx)})
 
 
 def device_uplink(cfg: PFLTPSConfig, state: dict[str, Any], sal_delta: torch.Tensor | None,
@@ -182,7 +185,7 @@ def device_uplink(cfg: PFLTPSConfig, state: dict[str, Any], sal_delta: torch.Ten
     if not cfg.communicates:
         return None
     thresholds = state["thresholds"] if cfg.shares_thresholds else {}
-    return make_uplink(thresholds, state.get("embedding"), sal_delta, round_idx)
+    return make_uplink(thresholds, state.get("embedding"), sal_delta, round_idx, cfg.uplink_encoding)
 
 
 class PFLTPSNet(nn.Module):
