@@ -25,7 +25,7 @@ define install
 	$(BIN)/pip install --quiet -e '.$(if $(strip $(1)),[$(strip $(1))])'
 endef
 
-.PHONY: run test venv clean
+.PHONY: run test paper venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ run: $(RUN_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's Results: every (data split, method) of analysis/paper.yaml × its seeds, then
+# runs/paper/results.md. Resumable (finished runs are reused); PAPER_WORKERS runs at a time.
+PAPER_WORKERS ?= 2
+paper: $(RUN_STAMP)
+	$(BIN)/python -m analysis paper --out runs/paper --workers $(PAPER_WORKERS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

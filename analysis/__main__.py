@@ -1,10 +1,12 @@
-"""``python -m analysis {plot,table,results,report}``: plots, tables and reports from trace files only.
+"""``python -m analysis {plot,table,results,report,paper}``: plots, tables and reports from trace files only.
 
 ``plot RUN_OR_COMPARE_DIR... --out DIR [--round R] [--run RUN_DIR] [--each-run]`` writes
 the PNGs of :data:`analysis.plots.PLOTS`. ``table COMPARE_DIR [--method pfl_tps]
 [--format text|markdown] [--cells [--baseline K=V]]`` prints the claims table (or, with
 ``--cells``, the per-cell mean ± std and baseline ratios). ``report RUN_OR_COMPARE_DIR
---out report.html`` writes one self-contained HTML page. User errors print
+--out report.html`` writes one self-contained HTML page. ``paper [--spec FILE] --out DIR``
+runs the experiments of a paper spec (``cosim compare`` child processes, resumable) and
+writes ``DIR/results.md`` (see :mod:`analysis.paper`). User errors print
 ``analysis: error: <message>`` on stderr and exit with status 2.
 """
 
@@ -15,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from analysis.io import is_comparison_dir, read_comparison
+from analysis.paper import DEFAULT_SPEC
 from analysis.plots import PLOTS, plot_all
 from analysis.results import results_table
 from analysis.table import format_cells, format_claims, parse_assignments
@@ -54,6 +57,31 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_paper(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+    from pathlib import Path
+
+    from analysis.paper import collect, compare_commands, load_spec, run_paper
+    from analysis.paper_tables import results_markdown
+
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        for _, _, argv in compare_commands(spec, args.out, args.workers):
+            print(shlex.join(["python", *argv[1:]]))
+        return EXIT_OK
+    if not args.tables_only:
+        run_paper(spec, args.out, args.workers, log=lambda line: print(line, flush=True))
+    meta_path = Path(args.out) / "paper.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    text = results_markdown(collect(spec, args.out), spec.method, spec.target_accuracy,
+                            meta.get("run_wall_s"), meta.get("cpu_count"))
+    target = Path(args.out) / "results.md"
+    target.write_text(text, encoding="utf-8")
+    print(target)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``analysis`` argument parser with its ``plot``, ``table``, ``results`` and ``report`` sub-commands."""
     parser = argparse.ArgumentParser(prog="analysis", description="Plots and tables from cosim trace directories.")
@@ -88,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--method", default="pfl_tps", help="the algorithm under study for the claims (default pfl_tps)")
     report.add_argument("--round", metavar="R", type=int, default=0, help="round shown by the timeline (default 0)")
     report.set_defaults(handler=_cmd_report)
+    paper = sub.add_parser("paper", help="run the Results experiments and write results.md",
+                           description="Run every (setting, method) of a paper spec as `cosim compare` (finished "
+                                       "runs reused), then write OUT/results.md: mean ± 95% CI per method and "
+                                       "paired tests of the spec's method against each other one.")
+    paper.add_argument("--spec", metavar="FILE", default=str(DEFAULT_SPEC), help="paper spec (default analysis/paper.yaml)")
+    paper.add_argument("--out", metavar="DIR", required=True, help="directory for the comparisons and results.md")
+    paper.add_argument("--workers", metavar="N", type=int, default=1, help="parallel runs per comparison (default 1)")
+    paper.add_argument("--dry-run", action="store_true", help="print the cosim compare commands and stop")
+    paper.add_argument("--tables-only", action="store_true", help="write results.md from finished comparisons")
+    paper.set_defaults(handler=_cmd_paper)
     table.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]", help="baseline cell for --cells ratios")
     table.set_defaults(handler=_cmd_table)
     return parser
@@ -98,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
         if args.debug:
             raise
         if isinstance(exc, FileNotFoundError) and exc.filename is not None and exc.strerror:

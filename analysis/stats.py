@@ -85,7 +85,7 @@ def format_mean_ci(ci: MeanCI, fmt: str = ".4f") -> str:
         return f"n/a [0/{ci.n}]"
     text = format(ci.mean, fmt)
     if math.isfinite(ci.half_width):
-        text += " ± " + format(ci.half_width, fmt)
+        text += " ± " + format(ci.half_width, fmt.lstrip("+"))
     return text + coverage(ci.k, ci.n)
 
 

@@ -1,0 +1,195 @@
+"""``python -m analysis paper``: the experiments behind the README's Results section, end to end.
+
+A *paper spec* (YAML, default ``analysis/paper.yaml``) names a scenario, the number of
+seeds, overrides applied to every run, the data *settings* (label → overrides, e.g. a
+pathological or a Dirichlet split) and the *methods* (label → the ``learning.algorithm``
+value: a name or ``{name, params}``, so that ablations are methods too). For every
+setting and method the command runs ::
+
+    python -m cosim compare SCENARIO --set KEY=VALUE ... --set learning.algorithm=METHOD \\
+        --repeats N --out OUT/<setting>/<method>
+
+as a child process (``analysis`` never imports the engine), one after another; a
+comparison's finished runs are reused, so an interrupted ``paper`` resumes where it
+stopped. Every method of a setting runs the same seeds (the scenario's seed + repeat),
+which pairs them for the tests in :mod:`analysis.paper_tables`. Then ``OUT/results.md``
+gets, per setting, mean ± 95 % CI of every metric per method and the paired tests of the
+spec's ``method`` against every other one, and ``OUT/paper.json`` the wall time spent
+running (summed over invocations, so a resumed regeneration reports its whole cost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from analysis.io import is_comparison_dir, read_comparison_frame, read_summary
+
+__all__ = ["PaperSpec", "load_spec", "compare_commands", "run_paper", "collect", "DEFAULT_SPEC"]
+
+#: the spec that regenerates the README's Results section
+DEFAULT_SPEC = Path(__file__).with_name("paper.yaml")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods"}
+#: summary fields read besides the comparison metrics (PFL-TPS pruning statistics)
+SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets")
+
+
+@dataclass(frozen=True)
+class PaperSpec:
+    """A validated paper spec (see the module docstring); ``source`` is the file it came from."""
+
+    scenario: Path
+    repeats: int
+    target_accuracy: float
+    method: str
+    overrides: dict[str, Any]
+    settings: dict[str, dict[str, Any]]
+    methods: dict[str, Any]
+    source: Path = field(default=DEFAULT_SPEC)
+
+
+def _flow(value: Any) -> str:
+    """``value`` as one-line YAML for ``--set KEY=VALUE``."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
+    """Read and check a paper spec; every problem is one line of the ``ValueError``.
+
+    ``scenario`` is relative to the current directory (as on the command line).
+    """
+    source = Path(path)
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    where = str(source)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: a paper spec is a mapping with keys {', '.join(sorted(_SPEC_KEYS))}")
+    problems = [f"{where}: unknown key {k!r} (allowed: {', '.join(sorted(_SPEC_KEYS))})"
+                for k in data if k not in _SPEC_KEYS]
+    problems += [f"{where}: missing key {k!r}" for k in ("scenario", "methods", "method") if k not in data]
+    repeats = data.get("repeats", 5)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 1000:
+        problems.append(f"{where}: repeats={repeats!r}: need an integer in [1, 1000]")
+    target = data.get("target_accuracy", 0.85)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        problems.append(f"{where}: target_accuracy={target!r}: need a number in (0, 1]")
+    sections: dict[str, dict[str, Any]] = {}
+    for name, default in (("set", {}), ("settings", {"default": {}}), ("methods", None)):
+        value = data.get(name, default)
+        if not isinstance(value, Mapping) or (name != "set" and not value):
+            problems.append(f"{where}: {name} must be a non-empty mapping" if name != "set"
+                            else f"{where}: set must be a mapping of scenario keys to values")
+            value = {}
+        sections[name] = {str(k): v for k, v in value.items()}
+    for name in ("settings", "methods"):
+        problems += [f"{where}: {name} label {k!r}: use letters, digits, '_', '.', '-' (at most 64)"
+                     for k in sections[name] if not _LABEL.match(k)]
+    for label, overrides in sections["settings"].items():
+        if not isinstance(overrides, Mapping):
+            problems.append(f"{where}: settings.{label} must be a mapping of scenario keys to values")
+    for label, algorithm in sections["methods"].items():
+        if not (isinstance(algorithm, str) or (isinstance(algorithm, Mapping) and "name" in algorithm)):
+            problems.append(f"{where}: methods.{label}: an algorithm name or a mapping with 'name' and 'params'")
+    method = data.get("method")
+    if "methods" in data and method not in sections["methods"]:
+        problems.append(f"{where}: method {method!r} is not among the methods ({', '.join(sections['methods'])})")
+    if problems:
+        raise ValueError("\n".join(problems))
+    return PaperSpec(scenario=Path(str(data["scenario"])), repeats=int(repeats), target_accuracy=float(target),
+                     method=str(method), overrides=sections["set"],
+                     settings={k: dict(v) for k, v in sections["settings"].items()},
+                     methods=sections["methods"], source=source)
+
+
+def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list[tuple[str, str, list[str]]]:
+    """``(setting, method, argv)`` of every ``cosim compare`` the spec needs, in run order."""
+    commands = []
+    for setting, overrides in spec.settings.items():
+        for label, algorithm in spec.methods.items():
+            argv = [sys.executable, "-m", "cosim", "compare", str(spec.scenario)]
+            for key, value in {**spec.overrides, **overrides}.items():
+                argv += ["--set", f"{key}={_flow(value)}"]
+            argv += ["--set", f"learning.algorithm={_flow(algorithm)}", "--repeats", str(spec.repeats),
+                     "--workers", str(workers), "--target-accuracy", repr(spec.target_accuracy),
+                     "--out", str(Path(out) / setting / label)]
+            commands.append((setting, label, argv))
+    return commands
+
+
+def _record_wall(out: Path, seconds: float) -> float:
+    """Add ``seconds`` to the wall time stored in ``OUT/paper.json``; returns the total."""
+    path = out / "paper.json"
+    meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    meta["run_wall_s"] = float(meta.get("run_wall_s", 0.0)) + seconds
+    meta["cpu_count"] = os.cpu_count()
+    tmp = path.with_name(f".paper.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return meta["run_wall_s"]
+
+
+def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
+              log: Callable[[str], None] = print) -> float:
+    """Run every comparison of ``spec`` under ``out`` (skipping finished runs); returns total wall s.
+
+    Raises:
+        RuntimeError: naming the comparison and its exit status when one fails.
+    """
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    commands = compare_commands(spec, root, workers)
+    for index, (setting, label, argv) in enumerate(commands, 1):
+        log(f"[{index}/{len(commands)}] {setting}/{label}: {' '.join(argv[1:])}")
+        start = time.perf_counter()
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
+        _record_wall(root, time.perf_counter() - start)
+        if done.returncode != 0:
+            raise RuntimeError(f"{setting}/{label}: cosim compare exited with status {done.returncode} "
+                               f"(rerun the command above to see why; finished runs are kept)")
+    meta = json.loads((root / "paper.json").read_text(encoding="utf-8")) if (root / "paper.json").is_file() else {}
+    return float(meta.get("run_wall_s", 0.0))
+
+
+def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
+    """One row per setting, method and repeat: ``setting``, ``method``, ``repeat``, ``seed``,
+    the comparison metrics and :data:`SUMMARY_EXTRAS` (NaN where a run lacks them).
+
+    Raises:
+        ValueError: naming the directory when a comparison is missing or incomplete.
+    """
+    frames = []
+    for setting in spec.settings:
+        for label in spec.methods:
+            directory = Path(out) / setting / label
+            if not is_comparison_dir(directory):
+                raise ValueError(f"{directory}: no comparison here; run `python -m analysis paper` "
+                                 f"without --tables-only first")
+            frame = read_comparison_frame(directory)
+            if len(frame) < spec.repeats:
+                raise ValueError(f"{directory}: {len(frame)} of {spec.repeats} repeats finished")
+            for extra in SUMMARY_EXTRAS:
+                frame[extra] = [_summary_value(directory / run, extra) for run in frame["run_dir"]]
+            frame.insert(0, "method", label)
+            frame.insert(0, "setting", setting)
+            frames.append(frame.drop(columns=list(frame.attrs.get("varied", []))))
+    table = pd.concat(frames, ignore_index=True)
+    metrics = [c for c in table.columns if c not in ("setting", "method", "repeat", "seed", "run_dir")]
+    return table.astype({c: "float64" for c in metrics})
+
+
+def _summary_value(run_dir: Path, key: str) -> float:
+    value = read_summary(run_dir).get(key)
+    return float("nan") if value is None else float(value)

@@ -1,0 +1,126 @@
+"""``python -m analysis paper``: spec checks, the commands it runs, the tables, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.__main__ import main as analysis_main
+from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec
+from analysis.paper_tables import method_table, paired_table, verdict
+from learning.algorithms import ALGORITHMS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_spec_names_real_algorithms_and_parameters():
+    spec = load_spec(DEFAULT_SPEC)
+    assert spec.method == "pfl_tps" and spec.repeats >= 5
+    assert (ROOT / spec.scenario).is_file()
+    for label, algorithm in spec.methods.items():
+        name = algorithm if isinstance(algorithm, str) else algorithm["name"]
+        assert name in ALGORITHMS, label
+        params = {} if isinstance(algorithm, str) else algorithm.get("params", {})
+        ALGORITHMS[name].resolve_params(params)  # raises on a parameter the algorithm does not have
+    assert {"fedavg_ft", "local_pruned", "no_hypernetwork", "no_pruning", "no_residual"} <= set(spec.methods)
+    assert any("dirichlet" in str(v) for v in spec.settings.values())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: fedavg}\nrounds: 3\n", "unknown key 'rounds'"),
+    ("scenario: s.yaml\nmethod: b\nmethods: {a: fedavg}\n", "method 'b' is not among the methods (a)"),
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: fedavg}\nrepeats: 0\n", "repeats=0: need an integer in [1, 1000]"),
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: fedavg, ../x: local}\n", "methods label '../x'"),
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: {params: {}}}\n", "methods.a: an algorithm name or a mapping"),
+    ("method: a\nmethods: {a: fedavg}\n", "missing key 'scenario'"),
+    ("- 1\n", "a paper spec is a mapping"),
+])
+def test_bad_specs_are_named_one_line_each(tmp_path, text, message):
+    with pytest.raises(ValueError) as info:
+        load_spec(_write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_commands_set_the_setting_then_the_method(tmp_path):
+    spec = load_spec(_write(tmp_path, (
+        "scenario: scenarios/smoke.yaml\nrepeats: 3\nmethod: a\nset: {fl.rounds: 2}\n"
+        "settings: {d: {learning.partition: {name: dirichlet, params: {alpha: 0.1}}}}\n"
+        "methods: {a: fedavg, b: {name: pfl_tps, params: {pruning_enabled: false}}}\n")))
+    commands = compare_commands(spec, tmp_path / "out", workers=2)
+    assert [(s, m) for s, m, _ in commands] == [("d", "a"), ("d", "b")]
+    argv = commands[1][2]
+    assert argv[1:5] == ["-m", "cosim", "compare", "scenarios/smoke.yaml"]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert sets == ["fl.rounds=2", "learning.partition={name: dirichlet, params: {alpha: 0.1}}",
+                    "learning.algorithm={name: pfl_tps, params: {pruning_enabled: false}}"]
+    assert argv[argv.index("--repeats") + 1] == "3" and argv[argv.index("--workers") + 1] == "2"
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "out" / "d" / "b")
+
+
+def _frame(rows):
+    return pd.DataFrame(rows, columns=["setting", "method", "seed", "final_accuracy", "energy_j", "sim_time_s",
+                                       "time_to_target_s", "uplink_bytes"])
+
+
+def test_paired_table_hand_values():
+    rows = []
+    for seed, (acc_m, acc_b) in enumerate([(0.90, 0.80), (0.92, 0.81), (0.91, 0.79), (0.93, 0.83), (0.90, 0.80)]):
+        rows.append(["s", "m", seed, acc_m, 50.0, 10.0, 5.0, 1.0])
+        rows.append(["s", "b", seed, acc_b, 100.0, 10.0, math.nan if seed < 2 else 8.0, 1.0])
+    frame = _frame(rows)
+    text = paired_table(frame, "m")
+    row = [c.strip() for c in text.splitlines()[2].strip("|").split("|")]
+    assert row[0] == "b" and row[1] == "5/5"
+    assert row[2].startswith("+10.60 ± ")  # mean of 10, 11, 12, 10, 10 points
+    assert row[5] == "better"
+    assert row[6] == "+50.0 ± 0.0"  # every seed halves the energy: no spread
+    assert row[8] == "better"  # identical non-zero differences: the sign is certain
+    assert row[9] == "+0.0 ± 0.0" and row[11] == "no significant difference"
+    table = method_table(frame)
+    assert "n/a [0/5]" not in table and "[3/5]" in table  # b reached the target in 3 of 5 seeds
+
+
+def test_verdict_needs_significance():
+    assert verdict(0.2, 5.0, higher_is_better=True) == "no significant difference"
+    assert verdict(0.01, -5.0, higher_is_better=True) == "worse"
+    assert verdict(0.01, -5.0, higher_is_better=False) == "better"
+    assert verdict(float("nan"), 1.0, higher_is_better=True) == "no significant difference"
+
+
+def test_tiny_paper_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    spec = _write(tmp_path, (
+        "scenario: scenarios/smoke.yaml\nrepeats: 2\ntarget_accuracy: 0.3\nmethod: fedavg\n"
+        "set: {fl.rounds: 1, devices.count: 4, fl.devices_per_round: 2}\n"
+        "settings: {iid: {}}\nmethods: {fedavg: fedavg, local: {name: local, params: {lr: 0.005}}}\n"))
+    out = tmp_path / "paper"
+    assert analysis_main(["paper", "--spec", str(spec), "--out", str(out)]) == 0
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert "### iid (2 seeds)" in text and "| local | 2/2 |" in text
+    frame = collect(load_spec(spec), out)
+    assert sorted(frame["seed"].unique()) == [1, 2]  # both methods on the same seeds
+    assert (frame.groupby("method")["seed"].apply(sorted).tolist() == [[1, 2], [1, 2]])
+    summaries = sorted(out.glob("*/*/cells/*/rep*/summary.json"))
+    assert len(summaries) == 4
+    stamps = [p.stat().st_mtime_ns for p in summaries]
+    capsys.readouterr()
+    assert analysis_main(["paper", "--spec", str(spec), "--out", str(out)]) == 0  # resumes: nothing re-run
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps
+
+
+def test_tables_only_without_runs_names_the_directory(tmp_path, capsys):
+    spec = _write(tmp_path, "scenario: scenarios/smoke.yaml\nmethod: a\nmethods: {a: fedavg}\n")
+    assert analysis_main(["paper", "--spec", str(spec), "--out", str(tmp_path / "o"), "--tables-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("analysis: error: ") and "default/a: no comparison here" in err
