@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from cosim.engine.timing import At
 from radio.share import ShareLinks
 
 # Remaining bytes at or below this count as delivered (float round-off of rate * dt).
@@ -274,10 +275,15 @@ class FlowScheduler:
         links = self._links(self._device)
         covered = np.asarray(links.covered, dtype=bool)
         self._below_since = np.where(covered, np.nan, np.where(np.isnan(self._below_since), now, self._below_since))
-        lost = ~covered & (now - self._below_since >= self.outage_s)
+        # Coverage expiry is an absolute deadline, compared and armed with the same float
+        # (a relative delay re-derived at each event can land one ulp short and re-arm at
+        # the same instant for ever).
+        deadline_s = np.where(covered, np.inf, self._below_since + self.outage_s)
+        lost = now >= deadline_s
         if lost.any():
             self._close(~lost, completed=False, reason="coverage")
             covered = covered[~lost]
+            deadline_s = deadline_s[~lost]
             links = links.take(~lost)
             if not self._flows:
                 self._rate = np.zeros(0)
@@ -293,18 +299,20 @@ class FlowScheduler:
         self._time_fraction = float(links.time_fraction)
         self.reallocations += 1
         self._notify(radiated)
-        # Next event: the earliest completion or coverage expiry.
-        finish = np.full(len(self._flows), np.inf)
-        finish[sending] = self._remaining[sending] * 8.0 / self._rate[sending]
-        expiry = np.where(covered, np.inf, self._below_since + self.outage_s - now)
-        delay = float(min(np.min(finish), np.min(expiry)))
-        if not math.isfinite(delay):
+        # Next event: the earliest completion or coverage expiry, at an absolute time.
+        finish_s = np.full(len(self._flows), np.inf)
+        finish_s[sending] = now + self._remaining[sending] * 8.0 / self._rate[sending]
+        at_s = float(min(np.min(finish_s), np.min(deadline_s)))
+        if not math.isfinite(at_s):
             return  # nobody can send until the channel changes; the next tick re-runs this
-        self._target = int(np.argmin(finish)) if np.min(finish) <= delay else -1
-        version = self._version
-        timer = self.env.timeout(max(delay, 0.0))
-        self._timer_at_s = self.env.now + max(delay, 0.0)  # the time SimPy gives the timeout
-        timer.callbacks.append(lambda _event, v=version: self._on_timer(v))
+        self._target = int(np.argmin(finish_s)) if np.min(finish_s) <= at_s else -1
+        self._arm(at_s)
+
+    def _arm(self, at_s: float) -> None:
+        """Arm the timer of the current version at the absolute time `at_s` [s]."""
+        self._timer_at_s = at_s
+        timer = At(self.env, at_s)
+        timer.callbacks.append(lambda _event, v=self._version: self._on_timer(v))
 
     _STATE = ("_flows", "_device", "_remaining", "_rate", "_drawn", "_airtime", "_energy", "_starved", "_covered",
               "_below_since", "_fresh", "_time_fraction", "_target", "_last_update_s", "_version", "_timer_at_s",
@@ -318,15 +326,12 @@ class FlowScheduler:
     def restore(self, state: dict) -> None:
         """Continue from a `snapshot`: the same flows (with new `done` events), and the
         pending timer re-armed at its exact time, so nothing is re-allocated or advanced."""
-        from cosim.engine.timing import At
-
         for name in self._STATE:
             setattr(self, name, state[name])
         for flow in self._flows:
             flow.done = self.env.event()
         if self._timer_at_s is not None:
-            timer = At(self.env, self._timer_at_s)
-            timer.callbacks.append(lambda _event, v=self._version: self._on_timer(v))
+            self._arm(self._timer_at_s)
 
     def _pf_averages(self, links: ShareLinks) -> np.ndarray:
         """PF averages of the active flows now; a new flow starts at least at r(1)/n."""

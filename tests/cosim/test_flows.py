@@ -362,6 +362,37 @@ def test_flow_recovering_before_outage_s_is_not_cut():
     assert out == [(pytest.approx(2.0), True)]
 
 
+def test_outage_expiry_fires_at_its_absolute_deadline_without_looping():
+    # 0.7 + 0.1 rounds to 0.7999999999999999, and that minus 0.7 is 0.09999999999999987 < 0.1:
+    # a relative delay re-derived at the timer re-armed a zero-length timer at the same
+    # instant for ever. Step the simulation a bounded number of times (a hard limit).
+    env = simpy.Environment()
+    ab = LinkAbstraction("shannon", 0.0, 100.0, 0.0, min_sinr_db=0.0)
+    ceiling = np.array([0.5])  # SINR below the minimum: out of coverage
+    links = lambda d: ShareLinks(1e6, 50, ceiling[d], np.full(len(d), np.inf), np.zeros(len(d)), ab)  # noqa: E731
+    cell = FlowScheduler(env, links, equal, n_devices=1, outage_s=0.1)
+    out = []
+
+    def proc():
+        yield env.timeout(0.7)
+        flow = cell.start(0, 1_000)
+        yield flow.done
+        out.append((env.now, flow.cancelled_reason))
+
+    def ticker():  # frequent reallocations while the link stays below the minimum
+        for _ in range(100):
+            yield env.timeout(0.003)
+            cell.channel_changed()
+
+    env.process(proc())
+    env.process(ticker())
+    for _ in range(10_000):
+        if out or env.peek() == float("inf"):
+            break
+        env.step()
+    assert out == [(0.7 + 0.1, "coverage")]
+
+
 # ---------------------------------------------------------------- time-based proportional fair
 def test_pf_average_is_an_ewma_in_time_and_decays_between_transfers():
     from radio.ofdma import proportional_fair
