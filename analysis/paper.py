@@ -6,7 +6,7 @@ pathological or a Dirichlet split) and the *methods* (label → the ``learning.a
 value: a name or ``{name, params}``, so that ablations are methods too). For every
 setting and method the command runs ::
 
-    python -m cosim compare SCENARIO --set KEY=VALUE ... --set learning.algorithm=METHOD \\
+    python -m cosim compare SCENARIO --set learning.algorithm=METHOD --set KEY=VALUE ... \\
         --repeats N --out OUT/<setting>/<method>
 
 as a child process (``analysis`` never imports the engine), one after another; a
@@ -119,10 +119,11 @@ def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list
     commands = []
     for setting, overrides in spec.settings.items():
         for label, algorithm in spec.methods.items():
-            argv = [sys.executable, "-m", "cosim", "compare", str(spec.scenario)]
-            for key, value in {**spec.overrides, **overrides}.items():
+            argv = [sys.executable, "-m", "cosim", "compare", str(spec.scenario),
+                    "--set", f"learning.algorithm={_flow(algorithm)}"]
+            for key, value in {**spec.overrides, **overrides}.items():  # after the method: may set its params
                 argv += ["--set", f"{key}={_flow(value)}"]
-            argv += ["--set", f"learning.algorithm={_flow(algorithm)}", "--repeats", str(spec.repeats),
+            argv += ["--repeats", str(spec.repeats),
                      "--workers", str(workers), "--target-accuracy", repr(spec.target_accuracy),
                      "--out", str(Path(out) / setting / label)]
             commands.append((setting, label, argv))

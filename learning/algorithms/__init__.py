@@ -27,6 +27,7 @@ from learning.algorithms.fedtp import FedTP
 from learning.algorithms.local import LocalClient, LocalOnly
 from learning.algorithms.local_pruned import LocalPruned
 from learning.algorithms.pfedhn import PFedHN
+from learning.algorithms.pfedhn_pc import PFedHNPC
 from learning.algorithms.pfl_tps import PFLTPS
 from learning.algorithms.training import TrainParams, derive_seed, evaluate_accuracy, train_local
 
@@ -52,7 +53,7 @@ __all__ = [
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (FedAvg, LocalOnly, PFLTPS, FedProx, FedPer, FedRep, Ditto, PFedHN, FedTP, FedAvgTopK,
-                              FedAvgFT, LocalPruned)
+                              FedAvgFT, LocalPruned, PFedHNPC)
 }
 
 

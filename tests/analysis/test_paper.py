@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import cosim
+
 from analysis.__main__ import main as analysis_main
 from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec
 from analysis.paper_tables import method_table, paired_table, verdict
@@ -31,8 +33,12 @@ def test_shipped_specs_name_real_algorithms_and_parameters(name):
     for label, algorithm in spec.methods.items():
         name = algorithm if isinstance(algorithm, str) else algorithm["name"]
         assert name in ALGORITHMS, label
-        params = {} if isinstance(algorithm, str) else algorithm.get("params", {})
-        ALGORITHMS[name].resolve_params(params)  # raises on a parameter the algorithm does not have
+    # every (setting, method) is a valid scenario, overrides applied as `cosim compare` applies them
+    # (unknown or out-of-range algorithm parameters, e.g. an encoding a method rejects, are errors)
+    for setting, label, argv in compare_commands(spec, "unused"):
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        scenario = cosim.load_scenario(ROOT / spec.scenario, overrides=sets)
+        assert scenario.learning.algorithm.name in ALGORITHMS, (setting, label)
     if name == "paper.yaml":
         assert spec.method == "pfl_tps"
         assert {"fedavg_ft", "local_pruned", "no_hypernetwork", "no_pruning", "no_residual"} <= set(spec.methods)
@@ -54,7 +60,7 @@ def test_bad_specs_are_named_one_line_each(tmp_path, text, message):
     assert message in str(info.value)
 
 
-def test_commands_set_the_setting_then_the_method(tmp_path):
+def test_commands_set_the_method_then_the_overrides(tmp_path):
     spec = load_spec(_write(tmp_path, (
         "scenario: scenarios/smoke.yaml\nrepeats: 3\nmethod: a\nset: {fl.rounds: 2}\n"
         "settings: {d: {learning.partition: {name: dirichlet, params: {alpha: 0.1}}}}\n"
@@ -64,8 +70,8 @@ def test_commands_set_the_setting_then_the_method(tmp_path):
     argv = commands[1][2]
     assert argv[1:5] == ["-m", "cosim", "compare", "scenarios/smoke.yaml"]
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-    assert sets == ["fl.rounds=2", "learning.partition={name: dirichlet, params: {alpha: 0.1}}",
-                    "learning.algorithm={name: pfl_tps, params: {pruning_enabled: false}}"]
+    assert sets == ["learning.algorithm={name: pfl_tps, params: {pruning_enabled: false}}", "fl.rounds=2",
+                    "learning.partition={name: dirichlet, params: {alpha: 0.1}}"]
     assert argv[argv.index("--repeats") + 1] == "3" and argv[argv.index("--workers") + 1] == "2"
     assert argv[argv.index("--out") + 1] == str(tmp_path / "out" / "d" / "b")
 

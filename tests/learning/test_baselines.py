@@ -1,4 +1,4 @@
-"""Baselines (fedprox, fedper, fedrep, ditto, pfedhn, fedtp, fedavg_topk): maths, payloads, learning."""
+"""Baselines (fedprox, fedper, fedrep, ditto, pfedhn, pfedhn_pc, fedtp, fedavg_topk): maths, payloads, learning."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 MODEL = {"patch_size": 7, "dim": 16, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
 FAST = {"lr": 3e-3, "local_epochs": 2.0, "batch_size": 16}
 SHAPE, CLASSES = (1, 28, 28), 4
-BASELINES = ("fedprox", "fedper", "fedrep", "ditto", "pfedhn", "fedtp", "fedavg_topk")
+BASELINES = ("fedprox", "fedper", "fedrep", "ditto", "pfedhn", "pfedhn_pc", "fedtp", "fedavg_topk")
 
 
 def run_rounds(alg: Algorithm, rounds: int) -> list[LocalResult]:
@@ -102,7 +102,7 @@ def test_proximal_loss_value_and_gradient() -> None:
 
 
 # ------------------------------------------------------------------ fedper / fedrep
-@pytest.mark.parametrize("name", ["fedper", "fedrep"])
+@pytest.mark.parametrize("name", ["fedper", "fedrep", "pfedhn_pc"])
 def test_personal_head_never_sent(name: str, data: TinyData) -> None:
     names, groups = _names()
     alg = make_algorithm(name, data, MODEL, FAST, seed=0)
@@ -150,7 +150,7 @@ def test_ditto_uplink_is_fedavg_and_large_lambda_keeps_personal_near_global(data
 
 
 # ------------------------------------------------------------------ hypernetwork servers
-@pytest.mark.parametrize("name", ["pfedhn", "fedtp"])
+@pytest.mark.parametrize("name", ["pfedhn", "pfedhn_pc", "fedtp"])
 def test_hypernetwork_step_is_the_vjp_sgd_step_and_approaches_target(name: str, data: TinyData) -> None:
     alg = make_algorithm(name, data, MODEL, FAST, seed=0)
     srv = alg.server
@@ -165,7 +165,7 @@ def test_hypernetwork_step_is_the_vjp_sgd_step_and_approaches_target(name: str, 
     norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
     scale = min(1.0, 50.0 / (norm + 1e-6))
     expected = [p.detach() - 1e-2 * (g * scale + 1e-3 * p.detach()) for p, g in zip([*hn.parameters(), emb], grads)]
-    if name == "pfedhn":
+    if name in ("pfedhn", "pfedhn_pc"):
         up = Payload(delta, "fp32", {"round": 0})
     else:
         up = Payload({**alg.global_state, **{DELTA_PREFIX + k: v for k, v in delta.items()}}, "fp32", {"round": 0})
@@ -253,6 +253,7 @@ def test_global_baselines_learn(name: str, params: dict, rounds: int, data: Tiny
     # a faster server step than pFedHN's 1e-2 and Adam inside (its reference SGD 5e-3 needs
     # hundreds of rounds) for a 5-round test of the machinery
     ("pfedhn", {"hn_lr": 0.1, "optimizer": "adam"}, 5),
+    ("pfedhn_pc", {"hn_lr": 0.1, "optimizer": "adam"}, 5),
     ("fedtp", {"hn_lr": 0.1}, 4),
 ])
 def test_personalized_baselines_learn(name: str, params: dict, rounds: int, noniid: TinyData) -> None:
@@ -282,3 +283,23 @@ def test_fedrep_head_epochs_default_is_the_reference_split() -> None:
     from learning.algorithms import ALGORITHMS
     resolved = ALGORITHMS["fedrep"].resolve_params({})
     assert resolved["head_epochs"] == 9.0 and resolved["local_epochs"] == 1.0
+
+
+# ------------------------------------------------------------------ pfedhn_pc
+def test_pfedhn_pc_generates_the_body_and_evaluates_with_the_devices_own_head(data: TinyData) -> None:
+    names, groups = _names()
+    alg = make_algorithm("pfedhn_pc", data, MODEL, FAST, seed=0)
+    assert set(alg.server.spec.names) == names - set(groups["head"])  # the HN makes no head
+    d0, d1 = alg.downlink(0, 0), alg.downlink(1, 0)
+    assert any(not torch.equal(d0.tensors[k], d1.tensors[k]) for k in d0.tensors)  # generated per device
+    res = alg.client().local_update(0, alg.device_state(0), d0, seed=3)
+    model = alg.client().model()
+    for k in d0.tensors:  # Δbody = sent − trained, as pFedHN's
+        torch.testing.assert_close(res.uplink.tensors[k], d0.tensors[k] - model.state_dict()[k])
+    alg.commit(res)
+    evaluated = alg.device_model(0).state_dict()
+    assert torch.equal(evaluated["head.weight"], res.state["head.weight"])
+    assert torch.equal(evaluated["blocks.0.sal.qkv.weight"], alg.server.generate(0)["blocks.0.sal.qkv.weight"])
+    # pFedHN's own heads differ between devices only through HN; pFedHN-PC's initial heads by device seed.
+    assert not torch.equal(alg.device_state(1)["head.weight"], alg.device_state(2)["head.weight"])
+
