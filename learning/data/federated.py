@@ -162,7 +162,8 @@ class FederatedData:
 
 def _normalise(x: np.ndarray, mean: float, std: float) -> torch.Tensor:
     """uint8 (N, H, W) -> float32 (N, 1, H, W) of (x/255 − mean)/std."""
-    out = torch.from_numpy(x).to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    # astype makes the one float32 copy (writable even when ``x`` is a read-only cached array)
+    out = torch.from_numpy(x.astype(np.float32)).div_(255.0).sub_(mean).div_(std)
     return out.unsqueeze(1).contiguous()
 
 

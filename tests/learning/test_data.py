@@ -372,3 +372,18 @@ def test_validation_size_rule() -> None:
     from learning.data import validation_size
     assert [validation_size(n, 0.1) for n in (0, 1, 2, 9, 10, 15, 100)] == [0, 0, 1, 1, 1, 2, 10]
     assert validation_size(100, 0.0) == 0 and validation_size(3, 0.9) == 2
+
+
+def test_normalise_accepts_a_read_only_cached_array_without_a_warning():
+    import warnings
+
+    from learning.data.federated import _normalise
+
+    x = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+    x.setflags(write=False)  # as the parsed-dataset cache hands arrays out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _normalise(x, 0.5, 0.25)
+    assert out.shape == (2, 1, 2, 2) and out.dtype == torch.float32
+    torch.testing.assert_close(out[1, 0, 1, 1], torch.tensor((7 / 255 - 0.5) / 0.25))
+    assert not x.flags.writeable and x[1, 1, 1] == 7  # the cached array is untouched
