@@ -31,6 +31,7 @@ SINR was computed with, which the engine charges (one power, one truth).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -136,14 +137,26 @@ class ShareLinks:
             s = max(s, float(self.abstraction.cqi_thresholds_linear()[0]))
         return s
 
-    @property
+    @cached_property
     def max_share(self) -> FloatArray:
-        """x_max: the largest share on which the SINR stays at or above the minimum, (n,)."""
+        """x_max: the largest share on which the SINR stays at or above the minimum, (n,).
+
+        ``x̂·c/SINR_min`` is rounded, and the rate evaluates the SINR on it with its own
+        expression ``c·min(1, x̂/x)``, which can land an ulp below the minimum (zero rate
+        for a flow at the boundary). So x_max is stepped down, an ulp at a time, until that
+        same expression clears the minimum: the share and the rate agree exactly.
+        """
         s_min = self._min_sinr()
         c, xp = self.sinr_ceiling, self.full_power_share
         with np.errstate(divide="ignore", invalid="ignore"):
             spread = np.where(s_min > 0.0, xp * c / max(s_min, 1e-300), np.inf)
-        return np.where((c >= s_min) & (c > 0.0), np.minimum(1.0, spread), 0.0)
+        x = np.where((c >= s_min) & (c > 0.0), np.minimum(1.0, spread), 0.0)
+        for _ in range(16):  # a few ulps of round-off at most
+            short = (x > 0.0) & (self.sinr(x) < s_min)
+            if not short.any():
+                break
+            x = np.where(short, np.nextafter(x, 0.0), x)
+        return x
 
     # -- rate, used share, power ---------------------------------------------------------
     def _cqi_envelope(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:

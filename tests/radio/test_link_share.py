@@ -73,6 +73,28 @@ def test_min_sinr_limits_how_far_a_power_limited_ue_spreads() -> None:
     assert not dead.covered[0] and dead.full_share_rate_bps[0] == 0.0
 
 
+def test_flow_at_the_max_share_boundary_keeps_its_rate() -> None:
+    # c = 5, x̂ = 0.01, minimum 0 dB: x_max = 0.01 * 5 / 1 = 0.05, where the SINR is
+    # 5 * 0.01 / 0.05 = 1 (0 dB), exactly the minimum. In floats 0.01/0.05*5 = 0.9999999999999999,
+    # and a flow given the whole band used to get rate 0 although it is covered.
+    ab = LinkAbstraction("shannon", 0.0, 100.0, 0.0, min_sinr_db=0.0)
+    links = ShareLinks(1e6, 50, [5.0], [0.01], [0.2], ab)
+    assert links.max_share[0] == pytest.approx(0.05, rel=1e-15)
+    assert links.sinr(links.max_share)[0] >= 1.0
+    assert links.covered[0]
+    # r(1) = x_max * B * log2(1 + 1) = 0.05 * 1e6 * 1 = 50,000 bit/s, at full power 0.2 W.
+    np.testing.assert_allclose(links.rate_bps(np.array([1.0])), [50_000.0], rtol=1e-12)
+    np.testing.assert_allclose(links.full_share_rate_bps, [50_000.0], rtol=1e-12)
+    np.testing.assert_allclose(links.radiated_power_w(np.array([1.0])), [0.2])
+    # Many power-limited links: every covered one keeps a positive rate on any share
+    # beyond one RB, and its SINR on x_max clears the minimum (about 1 in 5 failed before).
+    rng = np.random.default_rng(0)
+    c, xp = rng.uniform(1.0, 10.0, 20_000), rng.uniform(0.01, 0.09, 20_000)
+    many = ShareLinks(1e6, 50, c, xp, np.full(c.size, 0.2), ab)
+    assert np.all(many.sinr(many.max_share) >= 1.0)
+    assert np.all(many.rate_bps(np.ones(c.size))[many.covered] > 0.0)
+
+
 abstractions = st.builds(LinkAbstraction, kind=st.sampled_from(["shannon", "cqi"]), snr_gap_db=st.floats(0, 6),
                          max_spectral_efficiency_bps_hz=st.floats(1, 8), overhead=st.floats(0, 0.4),
                          min_sinr_db=st.one_of(st.just(-np.inf), st.floats(-10, 10)))
