@@ -192,8 +192,8 @@ def min_time(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: Ar
     most linear in the share (concavity), so the linear extrapolation from the SINR
     ceiling gives the closed-form lower bound ``T_lin = 8 Σ rem_i / r_i'(0)`` (the exact
     answer when no flow is power limited, then no bisection runs); equal shares give the
-    upper bound. The final shares ``x(T_hi)`` sum to at most 1 and are scaled up to 1
-    (more share never lowers a rate). Flows with ``r_i(1) = 0`` get 0 unless all do (then
+    upper bound. The final shares ``x(T_hi)`` sum to at most 1; the band left over is filled
+    by interpolating towards ``x(T_lo)`` (more share never lowers a rate). Flows with ``r_i(1) = 0`` get 0 unless all do (then
     equal shares); flows with ``rem = 0`` get 0 (covered flows share equally if all have 0).
 
     Args:
@@ -239,6 +239,15 @@ def min_time(links: ShareLinks, remaining_bytes: ArrayLike, average_rate_bps: Ar
     total = float(np.sum(x))
     if not (np.isfinite(total) and total > 0.0):  # cannot happen for a valid bracket; stay well defined
         return _equal_over(live)
+    # Fill the band between the two brackets: Σ x(T_lo) > 1 >= Σ x(T_hi), and T_lo, T_hi
+    # agree to ~1e-13, so interpolating moves the flows whose share hardly depends on T by
+    # ~1e-13 and gives the rest to a flow whose rate is nearly flat in its share (scaling
+    # every share by 1/Σ instead shortens the others' times by the whole gap).
+    x_lo = np.minimum(shares(math.exp(lo)), 1.0)
+    total_lo = float(np.sum(x_lo))
+    if np.isfinite(total_lo) and total_lo > 1.0 >= total:
+        x = x + (1.0 - total) / (total_lo - total) * (x_lo - x)
+        total = float(np.sum(x))
     return x / total
 
 

@@ -261,8 +261,17 @@ class ShareLinks:
             ok = q < 1.0
             qo = q[ok]
             y = -1.0 - np.real(lambertw(-qo * np.exp(-qo), k=-1)) / qo
-            for _ in range(2):  # polish: f(y) = ln(1+y) - q y
-                y = y - (np.log1p(y) - qo * y) / (1.0 / (1.0 + y) - qo)
+            # Near the branch point (q -> 1) W can land at the peak of f(y) = ln(1+y) - q y,
+            # where f' = 0 and plain Newton jumps far off. f is concave, so Newton started
+            # right of the root (f < 0) descends monotonically onto it: when W's estimate is
+            # left of the root, start from y_b = 2(1-q)/(2q-1), where the bound
+            # ln(1+y) <= y(2+y)/(2(1+y)) makes f <= 0 (q > 1/2, the only place W is that far off).
+            with np.errstate(divide="ignore", invalid="ignore"):
+                left = (np.log1p(y) - qo * y > 0.0) & (qo > 0.5)
+                y = np.where(left, 2.0 * (1.0 - qo) / np.where(left, 2.0 * qo - 1.0, 1.0), y)
+            for _ in range(6):  # polish: f(y) = ln(1+y) - q y
+                slope = 1.0 / (1.0 + y) - qo
+                y = y - np.where(slope < 0.0, (np.log1p(y) - qo * y) / np.where(slope < 0.0, slope, -1.0), 0.0)
             x[ok] = beta[ok] / y
             # ~sqrt(eps) accuracy of W near its branch point (weak links, q -> 1): tolerate 1e-8.
             x = np.where(x <= x_max[curved] * (1.0 + 1e-8), np.minimum(x, x_max[curved]), np.inf)

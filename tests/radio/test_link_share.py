@@ -95,6 +95,22 @@ def test_flow_at_the_max_share_boundary_keeps_its_rate() -> None:
     assert np.all(many.rate_bps(np.ones(c.size))[many.covered] > 0.0)
 
 
+def test_share_for_rate_near_the_lambert_w_branch_point() -> None:
+    # A weak power-limited link: c = 0.005, x̂ = 0.25, 20 MHz, no minimum. Its rate tends to
+    # B·c·x̂/ln 2 = 36,067 bit/s; r(1) = 20e6·log2(1 + 0.00125) = 36,044.6 bit/s. Asking for
+    # 36,067 - 0.1% (q -> 1) used to return a share of 0.014 (whose rate is far lower):
+    # Newton started at the peak of ln(1+y) - q·y and jumped off.
+    ab = LinkAbstraction("shannon", 0.0, 1.0, 0.0)
+    links = ShareLinks(20e6, 51, [0.005], [0.25], [0.0], ab)
+    r_one = 20e6 * math.log2(1.0 + 0.00125)
+    assert links.full_share_rate_bps[0] == pytest.approx(r_one, rel=1e-12)
+    for target in (30_000.0, 36_000.0, 36_040.0, r_one * (1 - 1e-6)):
+        x = links.share_for_rate(np.array([target]))[0]
+        assert 0.0 < x <= 1.0 and links.rate_bps(np.array([x]))[0] == pytest.approx(target, rel=1e-9)
+    for target in (r_one * (1 + 1e-6), 36_060.0, 36_067.0):
+        assert links.share_for_rate(np.array([target]))[0] == np.inf
+
+
 abstractions = st.builds(LinkAbstraction, kind=st.sampled_from(["shannon", "cqi"]), snr_gap_db=st.floats(0, 6),
                          max_spectral_efficiency_bps_hz=st.floats(1, 8), overhead=st.floats(0, 0.4),
                          min_sinr_db=st.one_of(st.just(-np.inf), st.floats(-10, 10)))

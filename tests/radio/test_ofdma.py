@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from radio.abstraction import LinkAbstraction
@@ -112,6 +112,10 @@ def test_equal_is_one_over_n(state) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(state=flows)
+@example(state=([0.0, 0.005, 1.0], [np.inf, 0.25, np.inf], [0.0, 0.0, 0.0], [0.0, 1.0, 16.0], [0.0, 0.0, 0.0],
+                LinkAbstraction("shannon", 0.0, 1.0, 0.0), 1.0))  # a weak power-limited link near W's branch point
+@example(state=([0.0, 1.0, 1.192092896e-07], [np.inf, np.inf, 0.25], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0],
+                LinkAbstraction("shannon", 0.0, 1.0, 0.0), 1.0))  # a rate flat in the share (-69 dB, power limited)
 def test_min_time_equalises_completion_times_with_concave_rates(state) -> None:
     links, rem, avg = build(state)
     x = min_time(links, rem, avg)
