@@ -78,3 +78,10 @@ def compute_budget_s(
     """
     rate_bps = max(mean_full_band_rate_bps / max(int(flows_on_cell), 1) / margin, 1.0)
     return deadline_s - elapsed_s - access_latency_s - 8.0 * uplink_bytes / rate_bps
+
+
+def flows_on_cell(serving_cell: np.ndarray, in_flight: dict, device: int) -> int:
+    """Updates in flight (``in_flight``: device -> SimPy process) whose device the same
+    cell serves as `device`'s, `device` included: the n_cell of the budget, >= 1."""
+    cell = serving_cell[device]
+    return max(sum(1 for o, proc in in_flight.items() if proc.is_alive and serving_cell[o] == cell), 1)

@@ -22,7 +22,7 @@ import simpy
 
 from cosim.engine.availability import Availability
 from cosim.engine.checkpoint import load_checkpoint
-from cosim.engine.dvfs_budget import UplinkRateAverage, compute_budget_s
+from cosim.engine.dvfs_budget import UplinkRateAverage, compute_budget_s, flows_on_cell
 from cosim.engine.fleet import Fleet
 from cosim.engine.flows import FlowScheduler
 from cosim.engine.learning_side import LearningSide, RoundWork
@@ -351,18 +351,16 @@ class Simulation:
         return True
 
     def _frequency(self, d: int, cycles: float, round_start_s: float, uplink_bytes: int) -> float:
-        """The DVFS clock for `d`'s compute; the time budget reserves the expected upload time
-        at the fade-averaged rate shared with the other updates in flight on its cell
-        (see `cosim.engine.dvfs_budget`)."""
+        """The DVFS clock for `d`'s compute; the time budget reserves the upload's access
+        latency and its expected time at the fade-averaged rate shared with the other updates
+        in flight on its cell (see `cosim.engine.dvfs_budget`)."""
         fleet = self.fleet
         deadline = self.scenario.fl.deadline_s
         budget = None
         if deadline is not None:
-            serving = self.world.serving_cell
-            sharing = [o for o, proc in self.in_flight.items() if proc.is_alive and serving[o] == serving[d]]
             budget = np.array([compute_budget_s(
-                deadline, self.env.now - round_start_s, uplink_bytes,
-                float(self.uplink_rate_average.mean_bps[d]), max(len(sharing), 1))])
+                deadline, self.env.now - round_start_s, uplink_bytes, float(self.uplink_rate_average.mean_bps[d]),
+                flows_on_cell(self.world.serving_cell, self.in_flight, d), self.world.links.access_latency_s)])
         f = self.dvfs(np.array([cycles]), budget, fleet.f_min_hz[d:d + 1], fleet.f_max_hz[d:d + 1],
                       kappa=fleet.kappa[d:d + 1], static_power_w=fleet.cpu_static_power_w[d:d + 1])
         return float(np.asarray(f)[0])

@@ -30,11 +30,12 @@ def test_rate_average_is_a_time_ewma():
     np.testing.assert_allclose(avg.mean_bps, [100.0 * (1 - w), 50.0 * w])
 
 
-def stragglers(tmp_path: Path, dvfs: str) -> tuple[int, float]:
+def stragglers(tmp_path: Path, dvfs: str, *extra: str) -> tuple[int, float]:
     overrides = ["learning.mode=surrogate", "learning.algorithm.name=fedavg", "fl.deadline_s=10", "fl.rounds=4",
-                 f"fl.dvfs={dvfs}"]
-    summary = run_simulation(load_scenario(URBAN, overrides), tmp_path / dvfs)
-    rounds = pq.read_table(tmp_path / dvfs / "rounds.parquet").to_pydict()
+                 f"fl.dvfs={dvfs}", *extra]
+    out = tmp_path / "_".join((dvfs, *extra))
+    summary = run_simulation(load_scenario(URBAN, overrides), out)
+    rounds = pq.read_table(out / "rounds.parquet").to_pydict()
     return int(sum(rounds["stragglers"])), summary["compute_energy_j"]
 
 
@@ -45,4 +46,14 @@ def test_min_energy_makes_no_more_stragglers_than_max(tmp_path):
     late_max, energy_max = stragglers(tmp_path, "max")
     late_min, energy_min = stragglers(tmp_path, "min_energy_within_deadline")
     assert late_min <= late_max + 2
+    assert energy_min < 0.9 * energy_max
+
+
+def test_budget_reserves_the_upload_access_latency(tmp_path):
+    # A 1 s grant latency before the upload: a budget without it made 5/40 stragglers
+    # where max made 0; with it 0/40, still with less compute energy than max.
+    latency = "radio.access_latency_s=1.0"
+    late_max, energy_max = stragglers(tmp_path, "max", latency)
+    late_min, energy_min = stragglers(tmp_path, "min_energy_within_deadline", latency)
+    assert late_min <= late_max
     assert energy_min < 0.9 * energy_max
