@@ -298,15 +298,17 @@ class FlowScheduler:
         self._drawn = np.where(sending, self._drawn_power_w(self._device, radiated), 0.0)
         self._time_fraction = float(links.time_fraction)
         self.reallocations += 1
-        self._notify(radiated)
-        # Next event: the earliest completion or coverage expiry, at an absolute time.
+        # Next event: the earliest completion or coverage expiry, at an absolute time
+        # (none: nobody can send until the channel changes; the next tick re-runs this).
         finish_s = np.full(len(self._flows), np.inf)
         finish_s[sending] = now + self._remaining[sending] * 8.0 / self._rate[sending]
         at_s = float(min(np.min(finish_s), np.min(deadline_s)))
-        if not math.isfinite(at_s):
-            return  # nobody can send until the channel changes; the next tick re-runs this
-        self._target = int(np.argmin(finish_s)) if np.min(finish_s) <= at_s else -1
-        self._arm(at_s)
+        if math.isfinite(at_s):
+            self._target = int(np.argmin(finish_s)) if np.min(finish_s) <= at_s else -1
+            self._arm(at_s)
+        # Last: the hook may re-enter this scheduler (a neighbour whose activity changes
+        # reallocates it), which must find the state complete.
+        self._notify(radiated)
 
     def _arm(self, at_s: float) -> None:
         """Arm the timer of the current version at the absolute time `at_s` [s]."""

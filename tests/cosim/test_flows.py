@@ -393,6 +393,40 @@ def test_outage_expiry_fires_at_its_absolute_deadline_without_looping():
     assert out == [(0.7 + 0.1, "coverage")]
 
 
+def test_allocation_hook_may_re_enter_the_scheduler():
+    # The engine's downlink hook reallocates co-channel neighbours whose activity changes,
+    # and they can reallocate this cell back while it is still notifying. Here the hook
+    # cancels a flow from inside the notification: the scheduler used to continue with the
+    # arrays of before the nested call (IndexError: boolean index did not match).
+    env = simpy.Environment()
+    cell = None
+    flows = {}
+
+    def hook(devices, radiated_w):
+        if devices.size == 2 and env.now == 1.5:
+            cell.cancel(flows[1], "hook")
+
+    cell = FlowScheduler(env, linear_links([1.0, 1.0]), equal, n_devices=2, on_allocation=hook)
+    out = {}
+
+    def proc(device, nbytes, delay):
+        yield env.timeout(delay)
+        flows[device] = cell.start(device, nbytes)
+        yield flows[device].done
+        out[device] = (env.now, flows[device].cancelled_reason)
+
+    def tick():
+        yield env.timeout(1.5)
+        cell.channel_changed()  # its notification cancels flow 1 from inside
+
+    env.process(proc(0, 250_000, 0.0))  # 2 Mbit: 1 Mbit alone by t = 1, 0.25 Mbit shared to t = 1.5
+    env.process(proc(1, 250_000, 1.0))
+    env.process(tick())
+    env.run()
+    assert out[1] == (1.5, "hook")
+    assert out[0] == (pytest.approx(2.25), "")  # alone again from t = 1.5: 0.75 Mbit at 1 Mbit/s
+
+
 # ---------------------------------------------------------------- time-based proportional fair
 def test_pf_average_is_an_ewma_in_time_and_decays_between_transfers():
     from radio.ofdma import proportional_fair
