@@ -255,7 +255,8 @@ class FlowScheduler:
             else:
                 flow.cancelled_reason = reason
             flow.done.succeed(flow)  # the owner wakes up (and reads cancelled_reason)
-        self._flows = [f for f, k in zip(self._flows, keep) if k]
+        flows = self._flows
+        self._flows = [flows[i] for i in np.flatnonzero(keep).tolist()]  # not per numpy bool: ~10x faster
         for name in ("_device", "_remaining", "_rate", "_drawn", "_airtime", "_energy", "_starved",
                      "_covered", "_below_since", "_fresh"):
             setattr(self, name, getattr(self, name)[keep])

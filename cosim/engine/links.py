@@ -82,6 +82,9 @@ class LinkBudget:
         self.dl_overlap_hz = band_overlap_hz(carrier, self.dl_bandwidth_hz)
         # Interference state, reported by the schedulers.
         self.ul_tx = {c: (np.zeros(0, dtype=np.int64), np.zeros(0)) for c in range(self.n_cells)}
+        # Uplink interference PSD each cell's transmitters cause at every cell [W/Hz], (n_cells,)
+        # per source cell; None: to recompute (its transmitters or the channel changed).
+        self._ul_caused: list[np.ndarray | None] = [None] * self.n_cells
         self.dl_active = np.zeros(self.n_cells, dtype=bool)
         shape = (self.n_cells, self.n_devices)
         self.gain_ul = np.zeros(shape)
@@ -97,6 +100,7 @@ class LinkBudget:
         large = db_to_linear(coupling_db)
         self.gain_ul = large * fading_ul
         self.gain_dl = large * fading_dl
+        self._ul_caused = [None] * self.n_cells
         # Power per RB (TS 38.213 §7.1.1 with M_RB = 1) [W], on the large-scale coupling loss.
         p_rb_w = dbm_to_w(self.p0_dbm[:, None] + 10.0 * np.log10(2.0 ** self.mu[:, None])
                           + self.alpha[:, None] * (-coupling_db))
@@ -109,6 +113,7 @@ class LinkBudget:
     def report_uplink(self, cell: int, devices: np.ndarray, radiated_w: np.ndarray) -> None:
         """Cell `cell`'s uplink transmitters and the power each radiates now [W]."""
         self.ul_tx[cell] = (np.asarray(devices, dtype=np.int64), np.asarray(radiated_w, dtype=float))
+        self._ul_caused[cell] = None
 
     def report_downlink(self, cell: int, active: bool) -> None:
         """Whether cell `cell` transmits on the downlink (has active flows)."""
@@ -118,12 +123,16 @@ class LinkBudget:
         """Expected uplink interference PSD at every cell [W/Hz], shape (n_cells,)."""
         if not self.interference:
             return np.zeros(self.n_cells)
-        devices = np.concatenate([d for d, _ in self.ul_tx.values()])
-        cells = np.concatenate([np.full(d.size, c, dtype=np.int64) for c, (d, _) in self.ul_tx.items()])
-        power = np.concatenate([p for _, p in self.ul_tx.values()])
-        on = power > 0
-        return uplink_interference_psd(self.gain_ul, self.ul_bandwidth_hz, self.ul_overlap_hz,
-                                       devices[on], cells[on], power[on])
+        # Linear in the transmitters: a sum over source cells, of which only those whose
+        # transmitters changed since the last channel update are recomputed.
+        for c, caused in enumerate(self._ul_caused):
+            if caused is None:
+                devices, power = self.ul_tx[c]
+                on = power > 0
+                self._ul_caused[c] = uplink_interference_psd(
+                    self.gain_ul, self.ul_bandwidth_hz, self.ul_overlap_hz, devices[on],
+                    np.full(int(on.sum()), c, dtype=np.int64), power[on])
+        return np.sum(self._ul_caused, axis=0)
 
     def downlink_interference_psd(self, serving: np.ndarray, devices: np.ndarray) -> np.ndarray:
         """Expected downlink interference PSD at `devices` on cells `serving` [W/Hz]."""
