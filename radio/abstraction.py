@@ -52,6 +52,11 @@ class LinkAbstraction:
             the CQI table has its own top entry).
         overhead: OH, fraction of resources not carrying data, in [0, 1).
         min_sinr_db: SINR [dB] below which the link carries nothing (``-inf``: none).
+        headroom_aware: whether the scheduler knows each UE's power headroom (PHR, TS 38.321
+            §5.4.6): a power-limited UE then transmits only on the part of its grant where
+            its SINR stays at the minimum (more share never lowers its rate). ``False``: the
+            UE spreads P_CMAX over its whole grant and carries nothing when that puts its
+            SINR below the minimum — as ns-3 LENA's LTE uplink schedulers do.
     """
 
     kind: str = "shannon"
@@ -59,6 +64,7 @@ class LinkAbstraction:
     max_spectral_efficiency_bps_hz: float = MAX_SPECTRAL_EFFICIENCY_BPS_HZ
     overhead: float = 0.0
     min_sinr_db: float = -math.inf
+    headroom_aware: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ABSTRACTIONS:
@@ -72,6 +78,8 @@ class LinkAbstraction:
             raise ValueError(f"overhead={self.overhead!r} out of range; allowed: [0, 1)")
         if math.isnan(self.min_sinr_db) or self.min_sinr_db == math.inf:
             raise ValueError(f"min_sinr_db={self.min_sinr_db!r} out of range; allowed: a number or -inf [dB]")
+        if not isinstance(self.headroom_aware, bool):
+            raise ValueError(f"headroom_aware={self.headroom_aware!r} out of range; allowed: true, false")
 
     @property
     def gap_linear(self) -> float:
@@ -153,8 +161,11 @@ PRESETS: dict[str, LinkPreset] = {
     ),
     # LTE as simulated by ns-3 (LENA) 3.44: the fit of bench/ns3_fit.py to the 45 measured
     # cases of bench/ns3_reference.json (README, "Validation"), 64QAM cap of TS 36.213.
+    # LENA's uplink schedulers split the RBs among the UEs with data whatever their power
+    # headroom, so a lone power-limited UE spreads P_CMAX over the whole band: no headroom.
     "lte": LinkPreset(
-        uplink=LinkAbstraction("shannon", 6.25, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.39, -3.67),
+        uplink=LinkAbstraction("shannon", 6.25, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.39, -3.67,
+                               headroom_aware=False),
         downlink=LinkAbstraction("shannon", 4.25, LTE_MAX_SPECTRAL_EFFICIENCY_BPS_HZ, 0.06, -1.76),
         access_latency_s=0.018,
     ),

@@ -138,8 +138,20 @@ class ShareLinks:
         return s
 
     @cached_property
+    def one_rb_carries(self) -> NDArray[np.bool_]:
+        """True where one resource block, the smallest grant (TS 38.214 §6.1.2.2: PUSCH/PDSCH
+        are allocated in whole PRBs), reaches the minimum SINR at the link's power, (n,).
+
+        A power-limited UE whose SINR on one RB at P_CMAX is below the minimum cannot
+        concentrate its power on a fraction of an RB: it carries nothing on any share.
+        """
+        s1 = self.sinr(np.full(self.n, 1.0 / int(self.n_rb)))
+        return (s1 >= self._min_sinr()) & (self.sinr_ceiling > 0.0)
+
+    @cached_property
     def max_share(self) -> FloatArray:
-        """x_max: the largest share on which the SINR stays at or above the minimum, (n,).
+        """x_max: the largest share on which the SINR stays at or above the minimum, (n,);
+        0 where one RB does not reach it (:attr:`one_rb_carries`).
 
         ``x̂·c/SINR_min`` is rounded, and the rate evaluates the SINR on it with its own
         expression ``c·min(1, x̂/x)``, which can land an ulp below the minimum (zero rate
@@ -150,7 +162,7 @@ class ShareLinks:
         c, xp = self.sinr_ceiling, self.full_power_share
         with np.errstate(divide="ignore", invalid="ignore"):
             spread = np.where(s_min > 0.0, xp * c / max(s_min, 1e-300), np.inf)
-        x = np.where((c >= s_min) & (c > 0.0), np.minimum(1.0, spread), 0.0)
+        x = np.where(self.one_rb_carries, np.minimum(1.0, spread), 0.0)  # >= 1 RB where it carries
         for _ in range(16):  # a few ulps of round-off at most
             short = (x > 0.0) & (self.sinr(x) < s_min)
             if not short.any():
@@ -187,9 +199,11 @@ class ShareLinks:
     def used_share(self, x: ArrayLike) -> FloatArray:
         """u(x) <= x: the part of its share a flow transmits on (the best one), shape of x."""
         x = self._bcast(x)
+        if not self.abstraction.headroom_aware:  # the whole grant, or nothing
+            return np.where(self.rate_bps(x) > 0.0, x, 0.0)
         if self.abstraction.kind == "shannon":
             return np.minimum(x, self._col(self.max_share, x))
-        return self._cqi_envelope(x)[0]
+        return np.where(self._col(self.one_rb_carries, x), self._cqi_envelope(x)[0], 0.0)
 
     def _raw_rate_matrix(self, x: FloatArray) -> FloatArray:
         c, xp = self.sinr_ceiling[:, None], self.full_power_share[:, None]
@@ -200,8 +214,10 @@ class ShareLinks:
     def rate_bps(self, x: ArrayLike) -> FloatArray:
         """r(x) [bit/s] of each flow on share ``x`` (shape (n,) or (n, k)); 0 for x = 0."""
         x = self._bcast(x)
+        if not self.abstraction.headroom_aware:  # SINR on the whole grant (0 below the minimum)
+            return np.where(self._col(self.one_rb_carries, x), self._raw_rate(x), 0.0)
         if self.abstraction.kind == "cqi":
-            return self._cqi_envelope(x)[1]
+            return np.where(self._col(self.one_rb_carries, x), self._cqi_envelope(x)[1], 0.0)
         return self._raw_rate(self.used_share(x))
 
     def radiated_power_w(self, x: ArrayLike) -> FloatArray:
@@ -276,6 +292,13 @@ class ShareLinks:
             # ~sqrt(eps) accuracy of W near its branch point (weak links, q -> 1): tolerate 1e-8.
             x = np.where(x <= x_max[curved] * (1.0 + 1e-8), np.minimum(x, x_max[curved]), np.inf)
             out[curved] = x
+        # A rate that r(x_max) itself meets is reachable: the closed form can miss it by the
+        # round-off of log2(1 + SINR) in the rate (weak links, rate nearly flat in x).
+        near = np.flatnonzero((out == np.inf) & (rho > 0.0) & (x_max > 0.0))
+        if near.size:
+            wanted = np.asarray(rate_bps, dtype=np.float64) * np.ones(self.n)
+            reach = self.take(near).rate_bps(x_max[near]) >= wanted[near] * (1.0 - 1e-12)
+            out[near[reach]] = x_max[near[reach]]
         return out
 
     def _share_for_rate_cqi(self, rho: FloatArray) -> FloatArray:
@@ -289,4 +312,4 @@ class ShareLinks:
         with np.errstate(divide="ignore", invalid="ignore"):
             limit = np.where(c >= thr, np.minimum(1.0, xp * c / thr), -1.0)
         best = np.min(np.where(cand <= limit * (1.0 + 1e-12), np.minimum(cand, np.maximum(limit, 0.0)), np.inf), axis=1)
-        return np.where(rho <= 0.0, 0.0, best)
+        return np.where(rho <= 0.0, 0.0, np.where(self.one_rb_carries, best, np.inf))

@@ -42,7 +42,7 @@ def link_abstractions(radio) -> tuple[LinkAbstraction, LinkAbstraction, float]:
         changes = {"kind": radio.abstraction}
         for field, value in (("snr_gap_db", radio.snr_gap_db), ("overhead", overhead),
                              ("max_spectral_efficiency_bps_hz", radio.max_spectral_efficiency_bps_hz),
-                             ("min_sinr_db", radio.min_sinr_db)):
+                             ("min_sinr_db", radio.min_sinr_db), ("headroom_aware", radio.power_headroom_aware)):
             if value is not None:
                 changes[field] = value
         out.append(dataclasses.replace(base, **changes))

@@ -261,6 +261,7 @@ class Radio(StrictModel):
     overhead_dl: Annotated[float, Field(ge=0.0, lt=1.0), AfterValidator(float)] | None = None
     min_sinr_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
     access_latency_s: Annotated[float, Field(ge=0.0, le=10.0), AfterValidator(float)] | None = None
+    power_headroom_aware: bool | None = None
     outage_s: Annotated[float, Field(gt=0.0, le=1e6), AfterValidator(float)] = 1.0
     interference: bool = True
 
