@@ -42,3 +42,22 @@ def test_readme_python_block_runs(index: int, workdir: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, f"README python block {index} failed:\n{BLOCKS[index]}\n{proc.stderr[-3000:]}"
+
+
+def test_every_radio_cell_and_device_key_is_in_the_scenario_table() -> None:
+    from cosim.scenario.schema import Cell, Devices, Handover, Radio
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("### Scenario reference"):text.index("### Radio and energy model")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = []
+    for prefix, model in (("cells[].", Cell), ("devices.", Devices), ("radio.", Radio), ("radio.handover.", Handover)):
+        for key in model.model_fields:
+            if key == "handover" and model is Radio:
+                continue  # its own keys are checked below
+            first = [r for r in rows if f"`{prefix}{key}" in r]
+            # A row may list sibling keys after the first one: "`cells[].x_m`, `y_m`".
+            sibling = [r for r in rows if r.startswith(f"| `{prefix}") and f", `{key}`" in r.split(" | ")[0]]
+            if not first and not sibling:
+                missing.append(prefix + key)
+    assert not missing, f"scenario keys missing from the README table: {missing}"
