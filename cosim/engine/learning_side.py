@@ -19,7 +19,7 @@ from learning.data import build_federated_data, load_dataset, validation_size
 from learning.execution import make_executor
 
 # Training-set size and input shape of datasets known without loading them (surrogate mode).
-_DATASET_SHAPES = {"fashion_mnist": (60000, (1, 28, 28), 10)}
+_DATASET_SHAPES = {"fashion_mnist": (60000, (1, 28, 28), 10), "cifar10": (50000, (3, 32, 32), 10)}
 
 
 @dataclass
@@ -87,7 +87,7 @@ class LearningSide:
         if name in _DATASET_SHAPES:
             return _DATASET_SHAPES[name]
         loaded = load_dataset(name, path=cfg.dataset.path, **dict(cfg.dataset.params))  # a plugin: load it once
-        return len(loaded.train_y), (1, *loaded.train_x.shape[1:]), int(loaded.num_classes)
+        return len(loaded.train_y), loaded.image_shape, int(loaded.num_classes)
 
     def restore_algorithm(self, algorithm) -> None:
         """Continue with `algorithm` (from a checkpoint, its data re-attached)."""

@@ -28,8 +28,8 @@ from cosim.scenario.errors import ScenarioError
 _PARAM_ERRORS = (ValueError, TypeError, KeyError, OverflowError)
 #: Largest training set whose partition is tried out here (partitioning is O(N)).
 PARTITION_TRIAL_MAX_SAMPLES = 200_000
-#: Training-set size and classes of datasets known without loading them.
-_KNOWN_SIZES = {"fashion_mnist": (60000, 10)}
+#: Training-set size, image shape (C, H, W) and classes of datasets known without loading them.
+_KNOWN_SIZES = {"fashion_mnist": (60000, (1, 28, 28), 10), "cifar10": (50000, (3, 32, 32), 10)}
 _SYNTHETIC_DEFAULTS = {"num_train": 6000, "num_test": 1000, "num_classes": 10, "image_size": 28}
 
 
@@ -119,15 +119,21 @@ def _dataset_shape(scenario: Any, problems: list[str]) -> tuple[int, tuple[int, 
     params = dict(dataset.params)
     prefix = "learning.dataset.params"
     if dataset.name in _KNOWN_SIZES:
-        n_train, classes = _KNOWN_SIZES[dataset.name]
-        return n_train, (1, 28, 28), classes
+        from learning.data import load_cifar10, load_fashion_mnist
+
+        loader = {"fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}[dataset.name]
+        allowed = [name for name in inspect.signature(loader).parameters if name != "path"]
+        for key in params:
+            if key not in allowed:
+                problems.append(f"{prefix}.{key}: unknown parameter of {dataset.name} (allowed: {', '.join(allowed)})")
+        return _KNOWN_SIZES[dataset.name]
     if dataset.name != "synthetic":  # a plugin: only loading it tells its size
         from learning.data.federated import load_dataset
 
         loaded = _attempt(problems, lambda: load_dataset(dataset.name, path=dataset.path, **params), lambda m: prefix)
         if loaded is None:
             return None
-        return len(loaded.train_y), (1, *loaded.train_x.shape[1:]), int(loaded.num_classes)
+        return len(loaded.train_y), loaded.image_shape, int(loaded.num_classes)
     from learning.data.synthetic import make_synthetic
 
     before = len(problems)

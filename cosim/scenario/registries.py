@@ -40,7 +40,7 @@ ALLOCATORS_FALLBACK: Final = ("equal", "proportional_fair", "max_rate", "min_tim
 ALGORITHMS_FALLBACK: Final = ("fedavg", "local", "pfl_tps")
 
 #: Fixed vocabularies (no registry module owns them yet).
-DATASETS: Final = ("fashion_mnist", "synthetic")
+DATASETS: Final = ("fashion_mnist", "cifar10", "synthetic")
 PARTITIONS: Final = ("iid", "dirichlet", "pathological", "quantity_skew")
 SELECTIONS: Final = ("random", "round_robin", "channel_aware", "energy_aware", "deadline_aware")
 

@@ -5,6 +5,7 @@
 ``FederatedData`` that algorithms read per device.
 """
 
+from .cifar10 import CIFAR10_MEAN, CIFAR10_STD, load_cifar10
 from .fashion_mnist import (
     ArrayDataset,
     DatasetNotFoundError,
@@ -26,6 +27,8 @@ from .synthetic import make_synthetic
 
 __all__ = [
     "ArrayDataset",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "DATASETS",
     "DatasetNotFoundError",
     "FMNIST_MEAN",
@@ -36,6 +39,7 @@ __all__ = [
     "build_federated_data",
     "validation_size",
     "class_histogram",
+    "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
     "make_synthetic",

@@ -33,18 +33,17 @@ that cannot be written (read-only home) is skipped silently.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import urllib.request
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .idx import IdxFormatError, parse_idx, read_maybe_gzip
+from .parsed_cache import file_key, parsed_path, read_parsed, write_parsed
 
 __all__ = [
     "ArrayDataset",
@@ -94,14 +93,16 @@ class ArrayDataset:
     """An image-classification dataset held as numpy arrays.
 
     Attributes:
-        train_x: training images, uint8, shape (N_train, H, W).
+        train_x: training images, uint8, shape (N_train, H, W) (one channel) or
+            (N_train, C, H, W) (channels first).
         train_y: training labels in [0, num_classes), int64, shape (N_train,).
-        test_x: test images, uint8, shape (N_test, H, W).
+        test_x: test images, uint8, the same layout as ``train_x``.
         test_y: test labels, int64, shape (N_test,).
         num_classes: number of classes.
         name: dataset name, e.g. ``"fashion_mnist"``.
-        mean: known pixel mean of ``train_x / 255`` (None: compute from the data).
-        std: known pixel std of ``train_x / 255`` (None: compute from the data).
+        mean: known pixel mean of ``train_x / 255``: one number, or one per channel
+            (None: compute from the data).
+        std: known pixel std of ``train_x / 255``, like ``mean``.
     """
 
     train_x: np.ndarray
@@ -110,14 +111,20 @@ class ArrayDataset:
     test_y: np.ndarray
     num_classes: int
     name: str
-    mean: float | None = None
-    std: float | None = None
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape of one image as the models see it, (C, H, W) (C = 1 for (N, H, W) data)."""
+        shape = tuple(int(n) for n in self.train_x.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
-            if x.dtype != np.uint8 or x.ndim != 3:
-                raise ValueError(f"{split}_x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
+            if x.dtype != np.uint8 or x.ndim not in (3, 4):
+                raise ValueError(f"{split}_x must be uint8 (N, H, W) or (N, C, H, W), got {x.dtype} {x.shape}")
             if y.dtype != np.int64 or y.shape != (x.shape[0],):
                 raise ValueError(
                     f"{split}_y must be int64 ({x.shape[0]},), got {y.dtype} {y.shape}"
@@ -131,6 +138,10 @@ class ArrayDataset:
             raise ValueError(
                 f"train image shape {self.train_x.shape[1:]} != test {self.test_x.shape[1:]}"
             )
+        channels = self.image_shape[0]
+        for label, value in (("mean", self.mean), ("std", self.std)):
+            if isinstance(value, tuple) and len(value) != channels:
+                raise ValueError(f"{label} has {len(value)} values for {channels} channels")
 
 
 def default_cache_dir(cache_dir: str | Path | None = None) -> Path:
@@ -147,71 +158,25 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-_PARSED_VERSION = 2
-
-
 def parsed_cache_path(folder: Path, cache_dir: str | Path | None = None) -> Path:
     """Where the parsed arrays of the files in ``folder`` are cached (see the module docstring)."""
-    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
-    return default_cache_dir(cache_dir).parent / "parsed" / f"fashion-mnist-{digest}.bin"
+    return parsed_path(default_cache_dir(cache_dir).parent, "fashion-mnist", folder)
 
 
 def _source_key(folder: Path) -> str:
     """Identity of the four source files: resolved path, size, mtime [ns], expected md5."""
-    parts = []
+    files = []
     for name, md5 in FILES.values():
         path = _find_file(folder, name)
         assert path is not None
-        st = path.stat()
-        parts.append(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{md5}")
-    return "\n".join(parts)
+        files.append((path, md5))
+    return file_key(files)
 
 
 def _read_parsed(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays if ``path`` holds them for ``key`` with matching CRC-32s, else None.
-
-    Format: one line of JSON (version, key, and per array its role, dtype, shape and
-    CRC-32), then the arrays' raw bytes in that order, nothing after them.
-    """
-    try:
-        with open(path, "rb") as handle:
-            meta = json.loads(handle.readline())
-            if meta.get("version") != _PARSED_VERSION or meta.get("key") != key:
-                return None
-            arrays: dict[str, np.ndarray] = {}
-            for spec in meta["arrays"]:
-                dtype, shape = np.dtype(spec["dtype"]), tuple(int(n) for n in spec["shape"])
-                size = int(np.prod(shape)) * dtype.itemsize
-                raw = handle.read(size)
-                if len(raw) != size or zlib.crc32(raw) != spec["crc32"]:
-                    return None
-                arrays[spec["role"]] = np.frombuffer(raw, dtype=dtype).reshape(shape)
-            if handle.read(1):
-                return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return arrays if set(arrays) == set(FILES) else None
-
-
-def _write_parsed(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the parsed arrays and their CRC-32s atomically; errors are ignored (cache only)."""
-    parts = {role: np.ascontiguousarray(a) for role, a in arrays.items()}
-    meta = {"version": _PARSED_VERSION, "key": key,
-            "arrays": [{"role": role, "dtype": a.dtype.str, "shape": list(a.shape), "crc32": zlib.crc32(a)}
-                       for role, a in parts.items()]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            handle.write(json.dumps(meta).encode() + b"\n")
-            for a in parts.values():
-                handle.write(a.tobytes())
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+    """The cached arrays if ``path`` holds them for ``key`` with matching CRC-32s, else None
+    (format: :mod:`learning.data.parsed_cache`)."""
+    return read_parsed(path, key, FILES)
 
 
 def _load_dir(folder: Path, parsed: Path | None = None) -> tuple[ArrayDataset | None, str]:
@@ -243,7 +208,7 @@ def _load_dir(folder: Path, parsed: Path | None = None) -> tuple[ArrayDataset | 
         if arrays[f"{split}_x"].shape != (n, 28, 28) or arrays[f"{split}_y"].shape != (n,):
             return None, f"unexpected {split} shapes {arrays[f'{split}_x'].shape}"
     if parsed is not None and cached is None:
-        _write_parsed(parsed, key, arrays)
+        write_parsed(parsed, key, arrays)
     ds = ArrayDataset(
         train_x=arrays["train_x"],
         train_y=arrays["train_y"].astype(np.int64),

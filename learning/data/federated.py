@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .cifar10 import load_cifar10
 from .fashion_mnist import ArrayDataset, load_fashion_mnist
 from .partition import PARTITIONS, _largest_remainder, class_histogram
 from .synthetic import make_synthetic
@@ -45,6 +46,10 @@ __all__ = ["DATASETS", "FederatedData", "build_federated_data", "load_dataset", 
 
 def _load_fmnist(path: str | Path | None = None, **params: Any) -> ArrayDataset:
     return load_fashion_mnist(path=path, **params)
+
+
+def _load_cifar10(path: str | Path | None = None, **params: Any) -> ArrayDataset:
+    return load_cifar10(path=path, **params)
 
 
 def _load_synthetic(path: str | Path | None = None, **params: Any) -> ArrayDataset:
@@ -58,6 +63,7 @@ def _load_synthetic(path: str | Path | None = None, **params: Any) -> ArrayDatas
 #: name -> loader(path=None, **params) -> ArrayDataset.
 DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "fashion_mnist": _load_fmnist,
+    "cifar10": _load_cifar10,
     "synthetic": _load_synthetic,
 }
 
@@ -66,9 +72,9 @@ def load_dataset(name: str, path: str | Path | None = None, **params: Any) -> Ar
     """Load a registered dataset by name.
 
     Args:
-        name: key of ``DATASETS`` ("fashion_mnist", "synthetic").
-        path: data folder (fashion_mnist only).
-        **params: loader parameters, e.g. ``download``/``cache_dir`` for fashion_mnist,
+        name: key of ``DATASETS`` ("fashion_mnist", "cifar10", "synthetic").
+        path: data folder (fashion_mnist and cifar10 only).
+        **params: loader parameters, e.g. ``download``/``cache_dir`` for fashion_mnist and cifar10,
             ``num_train, num_test, num_classes, seed, noise`` for synthetic
             (defaults 6000 train / 1000 test).
     """
@@ -82,16 +88,16 @@ class FederatedData:
     """Images stored once plus per-device index arrays.
 
     Attributes:
-        train_x: normalised training images used by some device, float32 (M, 1, H, W).
+        train_x: normalised training images used by some device, float32 (M, C, H, W).
         train_y: their labels, int64 (M,).
-        test_x: the dataset's full normalised test set, float32 (N_test, 1, H, W).
+        test_x: the dataset's full normalised test set, float32 (N_test, C, H, W).
         test_y: its labels, int64 (N_test,).
         train_idx: per device, int64 indices into ``train_x``.
         test_idx: per device, int64 indices into ``test_x`` (may repeat, see module doc).
         num_classes: number of classes C.
         name: dataset name.
-        mean: pixel mean used for normalisation (of x / 255).
-        std: pixel std used for normalisation.
+        mean: pixel mean used for normalisation (of x / 255): one number or one per channel.
+        std: pixel std used for normalisation, like ``mean``.
         n_test_resampled: test samples drawn with replacement after a class ran out.
         val_idx: per device, int64 indices into ``train_x`` of its validation split
             (disjoint from its ``train_idx``; empty without validation).
@@ -105,8 +111,8 @@ class FederatedData:
     test_idx: list[np.ndarray]
     num_classes: int
     name: str
-    mean: float
-    std: float
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
     n_test_resampled: int = 0
     val_idx: list[np.ndarray] = field(default_factory=list)
 
@@ -117,21 +123,21 @@ class FederatedData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """Shape of one image, (1, H, W)."""
+        """Shape of one image, (C, H, W)."""
         return tuple(self.test_x.shape[1:])  # type: ignore[return-value]
 
     def train(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Device ``i``'s training split: x float32 (n, 1, H, W), y int64 (n,)."""
+        """Device ``i``'s training split: x float32 (n, C, H, W), y int64 (n,)."""
         idx = torch.from_numpy(self.train_idx[i])
         return self.train_x[idx], self.train_y[idx]
 
     def test(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Device ``i``'s test split: x float32 (n, 1, H, W), y int64 (n,)."""
+        """Device ``i``'s test split: x float32 (n, C, H, W), y int64 (n,)."""
         idx = torch.from_numpy(self.test_idx[i])
         return self.test_x[idx], self.test_y[idx]
 
     def val(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Device ``i``'s validation split: x float32 (n, 1, H, W), y int64 (n,) (n may be 0)."""
+        """Device ``i``'s validation split: x float32 (n, C, H, W), y int64 (n,) (n may be 0)."""
         idx = torch.from_numpy(self.val_idx[i] if self.val_idx else np.empty(0, np.int64))
         return self.train_x[idx], self.train_y[idx]
 
@@ -148,7 +154,7 @@ class FederatedData:
         return int(self.test_idx[i].size)
 
     def global_test(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The full test set (for global models): x float32 (N_test, 1, H, W), y (N_test,)."""
+        """The full test set (for global models): x float32 (N_test, C, H, W), y (N_test,)."""
         return self.test_x, self.test_y
 
     def histogram(self) -> np.ndarray:
@@ -160,11 +166,31 @@ class FederatedData:
         return class_histogram(self.test_y.numpy(), self.test_idx, self.num_classes)
 
 
-def _normalise(x: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    """uint8 (N, H, W) -> float32 (N, 1, H, W) of (x/255 − mean)/std."""
+def _normalise(x: np.ndarray, mean: float | tuple[float, ...], std: float | tuple[float, ...]) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, C, H, W) -> float32 (N, C, H, W) of (x/255 − mean)/std, with
+    ``mean``/``std`` one number or one per channel."""
     # astype makes the one float32 copy (writable even when ``x`` is a read-only cached array)
-    out = torch.from_numpy(x.astype(np.float32)).div_(255.0).sub_(mean).div_(std)
-    return out.unsqueeze(1).contiguous()
+    out = torch.from_numpy(x.astype(np.float32)).div_(255.0)
+    if out.ndim == 3:
+        out = out.unsqueeze(1)
+    shape = (1, -1, 1, 1)
+    out.sub_(torch.tensor(mean, dtype=torch.float32).reshape(shape) if isinstance(mean, tuple) else mean)
+    out.div_(torch.tensor(std, dtype=torch.float32).reshape(shape) if isinstance(std, tuple) else std)
+    return out.contiguous()
+
+
+def _statistics(dataset: ArrayDataset) -> tuple[float | tuple[float, ...], float | tuple[float, ...]]:
+    """The dataset's normalisation (mean, std) of x / 255: its known values, else computed
+    from its training images (per channel for (N, C, H, W) data; a zero std becomes 1)."""
+    if dataset.mean is not None and dataset.std is not None:
+        conv = lambda v: tuple(float(c) for c in v) if isinstance(v, tuple) else float(v)  # noqa: E731
+        return conv(dataset.mean), conv(dataset.std)
+    scaled = dataset.train_x.astype(np.float64) / 255.0
+    if scaled.ndim == 4:
+        mean = scaled.mean(axis=(0, 2, 3))
+        std = scaled.std(axis=(0, 2, 3))
+        return tuple(float(m) for m in mean), tuple(float(s) or 1.0 for s in std)
+    return float(scaled.mean()), float(scaled.std()) or 1.0
 
 
 def _draw_tests(
@@ -291,11 +317,7 @@ def build_federated_data(
     test_idx, resampled = _draw_tests(hist, dataset.test_y, sizes, rng_test)
     train_idx, val_idx = _split_validation(train_idx, train_y, validation_fraction, dataset.num_classes, rng_val)
 
-    if dataset.mean is not None and dataset.std is not None:
-        mean, std = float(dataset.mean), float(dataset.std)
-    else:
-        scaled = dataset.train_x.astype(np.float64) / 255.0
-        mean, std = float(scaled.mean()), float(scaled.std()) or 1.0
+    mean, std = _statistics(dataset)
     return FederatedData(
         train_x=_normalise(dataset.train_x[used], mean, std),
         train_y=torch.from_numpy(train_y.astype(np.int64)),

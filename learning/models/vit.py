@@ -119,7 +119,9 @@ class ViT(nn.Module):
         super().__init__()
         c, h, w = input_shape
         if h % patch_size or w % patch_size:
-            raise ValueError(f"image size {(h, w)} is not divisible by patch_size {patch_size}")
+            fits = [p for p in range(1, min(h, w) + 1) if h % p == 0 and w % p == 0]
+            raise ValueError(f"patch_size {patch_size} does not divide the image size {(h, w)} "
+                             f"of {c} channel(s) (allowed: {', '.join(map(str, fits))})")
         self.input_shape = (c, h, w)
         self.patch_size = patch_size
         self.n_patches = (h // patch_size) * (w // patch_size)

@@ -111,7 +111,7 @@ def test_exponent_floats_without_dot_are_numbers() -> None:
         (["devices.mobility.model=teleport"], "devices.mobility.model: 'teleport' is not one of "),
         (["fl.allocator=greedy"], "fl.allocator: 'greedy' is not one of "),
         (["learning.algorithm.name=fedsgd"], "learning.algorithm.name: 'fedsgd' is not one of "),
-        (["learning.dataset.name=cifar"], "learning.dataset.name: 'cifar' is not one of fashion_mnist, synthetic"),
+        (["learning.dataset.name=cifar"], "learning.dataset.name: 'cifar' is not one of fashion_mnist, cifar10, synthetic"),
         (["learning.partition.name=x"], "learning.partition.name: 'x' is not one of iid, dirichlet, pathological"),
         (["devices.profiles.gpu=0.1"], "devices.profiles: unknown profile 'gpu' (allowed: "),
         (["devices.profiles.high=0.3"], "devices.profiles: fractions sum to 1.1, must sum to 1"),

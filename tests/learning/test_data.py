@@ -330,7 +330,7 @@ def test_federated_truncation_and_resampling(synth) -> None:
 
 
 def test_load_dataset_registry() -> None:
-    assert set(DATASETS) == {"fashion_mnist", "synthetic"}
+    assert set(DATASETS) == {"fashion_mnist", "cifar10", "synthetic"}
     ds = load_dataset("synthetic", num_train=50, num_test=20, num_classes=5, seed=2, noise=0.1)
     assert ds.train_x.shape == (50, 28, 28) and ds.num_classes == 5 and ds.test_y.max() < 5
     with pytest.raises(KeyError, match="unknown dataset"):
