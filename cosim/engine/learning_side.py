@@ -33,6 +33,16 @@ class RoundWork:
     sent: object | None = None  # the downlink Payload it trains from (non-sync modes, train mode)
 
 
+def holdout_mask(seed: int, n_devices: int, k: int) -> np.ndarray:
+    """Which devices are held out of training (``learning.holdout_devices`` = k): k distinct
+    devices drawn from their own seed stream, shape (n_devices,) bool."""
+    mask = np.zeros(n_devices, dtype=bool)
+    if k > 0:
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
+        mask[rng.choice(n_devices, size=k, replace=False)] = True
+    return mask
+
+
 class LearningSide:
     """Owns the algorithm (train mode) or its cost model (surrogate mode).
 
@@ -46,6 +56,7 @@ class LearningSide:
         self.seed = int(scenario.seed)
         self.learning_wall_s = 0.0
         algorithm_cls = ALGORITHMS[cfg.algorithm.name]
+        self.holdout = holdout_mask(self.seed, n_devices, int(cfg.holdout_devices))
         self.communicates = bool(algorithm_cls.communicates)
         self.personalized = bool(algorithm_cls.personalized)
         model_config = dict(cfg.model)
@@ -164,13 +175,33 @@ class LearningSide:
         self.learning_wall_s += time.perf_counter() - t0
 
     def evaluate(self):
-        """Per-device and global accuracy (train mode), or None in surrogate mode."""
+        """Per-device and global accuracy (train mode) of the training devices (held-out
+        devices excluded), or None in surrogate mode."""
         if self.mode != "train":
             return None
         t0 = time.perf_counter()
-        result = self.algorithm.evaluate()
+        result = self.algorithm.evaluate(np.flatnonzero(~self.holdout).tolist() if self.holdout.any() else None)
         self.learning_wall_s += time.perf_counter() - t0
         return result
+
+    def holdout_accuracy(self, round_idx: int) -> dict[int, float]:
+        """Join the held-out devices to the final server state and evaluate them.
+
+        Each held-out device runs ``Algorithm.join_new_device`` (one local update from the
+        downlink of round ``round_idx``, nothing aggregated) with the seed its update in
+        that round would have, then its model is evaluated on its test split. Learning
+        only: the join's transfers and compute are not simulated. Returns device ->
+        accuracy ({} without held-out devices or in surrogate mode).
+        """
+        devices = np.flatnonzero(self.holdout).tolist()
+        if self.mode != "train" or not devices:
+            return {}
+        t0 = time.perf_counter()
+        for d in devices:
+            self.algorithm.join_new_device(d, round_idx, self.training_seed(round_idx, d))
+        result = self.algorithm.evaluate(devices)
+        self.learning_wall_s += time.perf_counter() - t0
+        return dict(result.per_device_accuracy)
 
     def close(self) -> None:
         if self.executor is not None:

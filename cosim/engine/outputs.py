@@ -54,6 +54,8 @@ def summary(sim) -> dict:
         "final_global_accuracy": global_acc,
         # mean per-device accuracy on the devices' validation splits: for tuning, never reported
         "final_val_accuracy": _finite_or_none(ev.val_accuracy) if ev is not None else None,
+        # new-device generalization: mean accuracy of the held-out devices after they joined
+        "holdout_accuracy": _holdout(sim),
         "final_ffl_density": densities[-1] if densities else None,
         # time average over the run: mean over rounds of the devices' mean density per step
         "mean_ffl_density": float(np.mean(mean_densities)) if mean_densities else None,
@@ -65,6 +67,12 @@ def summary(sim) -> dict:
         "events": int(sim.trace.num_events),
         **_mode_summary(sim),
     }
+
+
+def _holdout(sim) -> float | None:
+    """Mean of the held-out devices' finite accuracies (None without any)."""
+    values = _finite(list(getattr(sim, "holdout_accuracy", {}).values()))
+    return float(np.mean(values)) if values else None
 
 
 def _mode_summary(sim) -> dict:

@@ -150,7 +150,7 @@ class AsyncServer:
 
     def _eligible(self) -> np.ndarray:
         sim = self.sim
-        ok = sim.fleet.alive & sim.availability.available & ~self.pending
+        ok = sim.fleet.alive & sim.availability.available & ~self.pending & ~sim.learning.holdout
         ok[list(self.in_flight)] = False
         return ok
 

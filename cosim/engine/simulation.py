@@ -113,6 +113,7 @@ class Simulation:
         self.rounds_completed = np.zeros(n, dtype=np.int64)
         self.final_device_accuracy = np.full(n, np.nan)
         self.last_eval = None
+        self.holdout_accuracy: dict[int, float] = {}  # held-out device -> accuracy, filled at the end
         self.rounds_done = 0
         self.handovers = 0
         self.ping_pongs = 0
@@ -379,7 +380,8 @@ class Simulation:
         energy = (compute_energy_j(cycles, fleet.f_max_hz, fleet.kappa, fleet.cpu_static_power_w)
                   + fleet.drawn_tx_power_w(all_devices) * ul_s + fleet.rx_power_w * dl_s)
         return SelectionContext(
-            round_idx=round_idx, alive=fleet.alive & self.availability.available, expected_uplink_rate_bps=ul_rate,
+            round_idx=round_idx, alive=fleet.alive & self.availability.available & ~self.learning.holdout,
+            expected_uplink_rate_bps=ul_rate,
             expected_energy_j=np.asarray(energy, dtype=float), expected_time_s=dl_s + compute_s + ul_s,
             battery_j=fleet.battery_j.copy(), deadline_s=self.scenario.fl.deadline_s, rng=self.rngs["selection"],
         )
@@ -491,5 +493,9 @@ class Simulation:
             self.server_mode.resume(self)
         try:
             self.env.run(until=server)
+            if not self.stopped_early:  # new-device generalization: held-out devices join at the end
+                self.holdout_accuracy = self.learning.holdout_accuracy(self.rounds_done)
+                for d, acc in self.holdout_accuracy.items():
+                    self.final_device_accuracy[d] = acc
         finally:
             self.learning.close()

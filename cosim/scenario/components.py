@@ -197,6 +197,9 @@ def _learning(scenario: Any, problems: list[str]) -> None:
     _attempt(problems, lambda: resolve_model_config(model), lambda m: _key_path("learning.model", m, model))
     _attempt(problems, lambda: algorithm.resolve_params(params),
              lambda m: _key_path("learning.algorithm.params", m, params))
+    if lr.holdout_devices and not getattr(algorithm, "holdout_supported", True):
+        problems.append(f"learning.holdout_devices: {lr.holdout_devices} held-out devices need a way to fit a new "
+                        f"device, which {lr.algorithm.name} does not have ({algorithm.holdout_unsupported})")
     shape = _dataset_shape(scenario, problems)
     if shape is None:
         return

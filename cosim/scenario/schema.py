@@ -332,6 +332,8 @@ class Learning(StrictModel):
     model: Params
     algorithm: Algorithm = Field(default_factory=Algorithm)
     eval_every: PositiveInt = 1
+    #: devices kept out of training that join after the last round (new-device generalization).
+    holdout_devices: NonNegativeInt = 0
 
     @field_validator("model")
     @classmethod
@@ -509,6 +511,10 @@ class Scenario(StrictModel):
             problems.append(("fl.devices_per_round", f"{self.fl.devices_per_round} > devices.count ({self.devices.count})"))
         if self.fl.min_updates > self.fl.devices_per_round:
             problems.append(("fl.min_updates", f"{self.fl.min_updates} > fl.devices_per_round ({self.fl.devices_per_round})"))
+        trainable = self.devices.count - self.learning.holdout_devices
+        if self.learning.holdout_devices and trainable < self.fl.devices_per_round:
+            problems.append(("learning.holdout_devices", f"{self.learning.holdout_devices} leaves {trainable} training "
+                             f"device(s), fewer than fl.devices_per_round ({self.fl.devices_per_round})"))
         problems += _mode_problems(self)
         problems += _availability_problems(self.devices)
         total = math.fsum(self.devices.profiles.values())

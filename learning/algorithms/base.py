@@ -204,6 +204,9 @@ class Algorithm(ABC):
     stale_updates: ClassVar[bool] = False
     #: algorithm-specific hyper-parameters and their defaults (added to ``COMMON_PARAMS``).
     extra_params: ClassVar[dict[str, Any]] = {}
+    #: whether ``join_new_device`` can fit a device held out of training; else why not.
+    holdout_supported: ClassVar[bool] = True
+    holdout_unsupported: ClassVar[str] = ""
 
     def __init__(self, data: "FederatedData", model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
         self.data = data
@@ -306,6 +309,25 @@ class Algorithm(ABC):
         Algorithms that define no such rule keep ``stale_updates = False`` and raise.
         """
         raise NotImplementedError(f"{self.name} has no stale-update rule: it runs only in fl.mode sync")
+
+    def join_new_device(self, device: int, round_idx: int, seed: int) -> None:
+        """Fit ``device``, held out of training, to the current server state (new-device
+        generalization): one local update from the downlink it would get in ``round_idx``,
+        committed as its state, with nothing aggregated, so the server (global model,
+        hypernetwork, threshold mean) stays frozen. The update fits the algorithm's own
+        personalization: PFL-TPS its embedding (through the frozen hypernetwork's
+        linearisation), personal FFLs, thresholds and SAL residual; fedavg_ft the
+        fine-tuned global model; FedPer/FedRep the head; Ditto the personal model; local
+        training a model from scratch. Global-model algorithms keep nothing and their new
+        devices are evaluated with the global model.
+
+        Raises:
+            NotImplementedError: ``holdout_supported`` is False (the reason is in the message).
+        """
+        if not self.holdout_supported:
+            raise NotImplementedError(f"{self.name} cannot fit a held-out device: {self.holdout_unsupported}")
+        payload = self.downlink(device, round_idx)
+        self.commit(self.client().local_update(int(device), self.device_state(device), payload, int(seed)))
 
     def device_model(self, device: int) -> nn.Module:
         """The model ``device`` holds now (personalized algorithms); a device that never took

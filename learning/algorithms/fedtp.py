@@ -77,6 +77,9 @@ class FedTP(FedAvg):
     """FedAvg of the non-SAL parameters + a hypernetwork for each device's SAL."""
 
     name: ClassVar[str] = "fedtp"
+    holdout_supported: ClassVar[bool] = False
+    holdout_unsupported: ClassVar[str] = ("its evaluated model is generated from the device embedding, and "
+                                          "fitting that embedding with the hypernetwork frozen is not implemented")
     stale_updates: ClassVar[bool] = False  # its aggregate is not FedAvg's: no stale-update rule
     personalized: ClassVar[bool] = True
     extra_params: ClassVar[dict[str, Any]] = dict(FEDTP_HN_PARAMS)

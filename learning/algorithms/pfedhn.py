@@ -177,6 +177,9 @@ class PFedHN(Algorithm):
     """Personalised FL with a server hypernetwork generating whole models."""
 
     name: ClassVar[str] = "pfedhn"
+    holdout_supported: ClassVar[bool] = False
+    holdout_unsupported: ClassVar[str] = ("its evaluated model is generated from the device embedding, and "
+                                          "fitting that embedding with the hypernetwork frozen is not implemented")
     communicates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
     #: HN_PARAMS plus the reference inner optimizer, which overrides the common defaults
