@@ -30,7 +30,7 @@ from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedavg import FedAvg, FedAvgClient, weighted_average
 from learning.algorithms.fedper import meta_state_dict
 from learning.algorithms.fedprox import train_metrics
-from learning.algorithms.pfedhn import HN_PARAMS, HyperServer, check_hn_params, make_hyper_server
+from learning.algorithms.pfedhn import HN_PARAMS, HyperServer, check_hn_params, join_by_embedding_fit, make_hyper_server
 from learning.algorithms.pfl_tps.hypernetwork import SalSpec
 from learning.algorithms.training import TrainParams
 from learning.flops import vit_flops_per_sample
@@ -77,9 +77,6 @@ class FedTP(FedAvg):
     """FedAvg of the non-SAL parameters + a hypernetwork for each device's SAL."""
 
     name: ClassVar[str] = "fedtp"
-    holdout_supported: ClassVar[bool] = False
-    holdout_unsupported: ClassVar[str] = ("its evaluated model is generated from the device embedding, and "
-                                          "fitting that embedding with the hypernetwork frozen is not implemented")
     stale_updates: ClassVar[bool] = False  # its aggregate is not FedAvg's: no stale-update rule
     personalized: ClassVar[bool] = True
     extra_params: ClassVar[dict[str, Any]] = dict(FEDTP_HN_PARAMS)
@@ -115,6 +112,11 @@ class FedTP(FedAvg):
 
     # Judged on personal models: the base evaluation, not FedAvg's global one.
     evaluate = Algorithm.evaluate
+
+    def join_new_device(self, device: int, round_idx: int, seed: int) -> None:
+        """Fit the new device's embedding with φ and the global rest frozen (``join_by_embedding_fit``)."""
+        join_by_embedding_fit(self, self.server, device, round_idx, seed,
+                              lambda uplink: {k: uplink.tensors[DELTA_PREFIX + k] for k in self.sal_names})
 
     def device_model(self, device: int) -> nn.Module:
         """Global rest + HN(e_device) SAL (loaded into the server's evaluation model)."""

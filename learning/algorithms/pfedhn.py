@@ -44,7 +44,7 @@ from learning.optim import Optimizer
 from learning.payload import Payload
 
 __all__ = ["PFedHN", "PFedHNClient", "HyperServer", "HN_PARAMS", "default_embedding_dim", "make_hyper_server",
-           "check_hn_params"]
+           "check_hn_params", "join_by_embedding_fit"]
 
 #: server hyper-parameters shared by pFedHN and FedTP (defaults from pFedHN).
 HN_PARAMS: dict[str, Any] = {
@@ -56,6 +56,9 @@ HN_PARAMS: dict[str, Any] = {
     "hn_momentum": 0.9,
     "hn_weight_decay": 1e-3,
     "hn_grad_clip": 50.0,
+    # ours, not pFedHN's: local updates, each followed by an embedding step, when a held-out device joins
+    # (learning.holdout_devices); 1 = the one local update every other algorithm's join gets
+    "join_steps": 1,
 }
 
 
@@ -79,6 +82,9 @@ def check_hn_params(name: str, params: dict[str, Any]) -> None:
     for key in ("hn_lr", "hn_grad_clip", "embedding_init_std"):
         if not float(params[key]) > 0:
             raise ValueError(f"{name} parameter {key} must be > 0, got {params[key]}")
+    steps = params["join_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{name} parameter join_steps must be an integer >= 0, got {steps!r}")
     if not 0 <= float(params["hn_momentum"]) < 1 or float(params["hn_weight_decay"]) < 0:
         raise ValueError(f"{name} needs hn_momentum in [0, 1) and hn_weight_decay >= 0, got "
                          f"{params['hn_momentum']}, {params['hn_weight_decay']}")
@@ -143,6 +149,33 @@ class HyperServer:
         self.opt.zero_grad(set_to_none=True)
 
 
+    def fit_embedding(self, device: int, delta: dict[str, torch.Tensor]) -> None:
+        """One step of e_device alone from Δθ = θ_sent − θ_trained, φ frozen (a new device
+        joining): g_e = ∂θ/∂e(e)ᵀ Δθ as in ``step``, clipped to norm ``hn_grad_clip``, then
+        e ← e − hn_lr · g_e (plain SGD: the training optimizer's momentum and decay state is
+        left untouched, so φ and the other embeddings do not move)."""
+        flat = -self.spec.flatten({k: v.detach().to(torch.float32) for k, v in delta.items()})
+        _, grad_e = hn_vjp(self.hn, self.embeddings[int(device)].detach(), flat, wrt_embedding=True)
+        assert grad_e is not None
+        grad_e = grad_e * min(1.0, self.clip / max(float(grad_e.norm()), 1e-12))
+        with torch.no_grad():
+            self.embeddings[int(device)] -= self.opt.param_groups[0]["lr"] * grad_e
+
+
+def join_by_embedding_fit(alg: Algorithm, server: HyperServer, device: int, round_idx: int, seed: int,
+                          deltas: Any) -> None:
+    """New-device join of the hypernetwork methods (pFedHN's generalization protocol, φ frozen):
+    ``join_steps`` times, the device trains from its downlink HN(e) (its local update is
+    committed, e.g. pFedHN-PC's head) and its embedding alone takes the step of
+    ``HyperServer.fit_embedding`` from the uplinked Δθ (``deltas(uplink)``: name -> tensor)."""
+    client = alg.client()
+    for step in range(int(alg.params["join_steps"])):
+        payload = alg.downlink(device, round_idx)
+        result = client.local_update(int(device), alg.device_state(device), payload, derive_seed(seed, step))
+        alg.commit(result)
+        server.fit_embedding(device, deltas(result.uplink))
+
+
 def initial_embeddings(alg: Algorithm, n_devices: int, dim: int, std: float) -> torch.Tensor:
     """(n_devices, dim) embeddings; row i ~ N(0, std²) drawn from ``alg.device_seed(i, 2)``."""
     rows = [torch.randn(dim, generator=torch.Generator().manual_seed(alg.device_seed(i, 2))) * std
@@ -177,9 +210,6 @@ class PFedHN(Algorithm):
     """Personalised FL with a server hypernetwork generating whole models."""
 
     name: ClassVar[str] = "pfedhn"
-    holdout_supported: ClassVar[bool] = False
-    holdout_unsupported: ClassVar[str] = ("its evaluated model is generated from the device embedding, and "
-                                          "fitting that embedding with the hypernetwork frozen is not implemented")
     communicates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
     #: HN_PARAMS plus the reference inner optimizer, which overrides the common defaults
@@ -217,6 +247,10 @@ class PFedHN(Algorithm):
     def aggregate(self, uplinks: dict[int, tuple[Payload, int]], round_idx: int) -> None:
         """One hypernetwork step from the arrived Δθ's (sample-weighted for φ)."""
         self.server.step([(int(d), p.tensors, float(n)) for d, (p, n) in uplinks.items() if n > 0])
+
+    def join_new_device(self, device: int, round_idx: int, seed: int) -> None:
+        """Fit the new device's embedding with φ frozen (``join_by_embedding_fit``)."""
+        join_by_embedding_fit(self, self.server, device, round_idx, seed, lambda uplink: uplink.tensors)
 
     def device_model(self, device: int) -> nn.Module:
         """The model HN(e_device) (loaded into the server's evaluation model)."""

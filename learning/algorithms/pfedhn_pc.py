@@ -56,9 +56,6 @@ class PFedHNPC(PFedHN):
     """pFedHN whose hypernetwork generates everything but the classification head."""
 
     name: ClassVar[str] = "pfedhn_pc"
-    holdout_supported: ClassVar[bool] = False
-    holdout_unsupported: ClassVar[str] = ("its evaluated model is generated from the device embedding, and "
-                                          "fitting that embedding with the hypernetwork frozen is not implemented")
 
     def __init__(self, data: Any, model_config: dict[str, Any], params: dict[str, Any], seed: int) -> None:
         Algorithm.__init__(self, data, model_config, params, seed)

@@ -28,7 +28,8 @@ def test_holdout_mask_is_seeded_and_has_k_distinct_devices() -> None:
     assert not holdout_mask(7, 20, 0).any()
 
 
-@pytest.mark.parametrize("algorithm,mode", [("pfl_tps", "sync"), ("fedavg", "sync"), ("fedavg_ft", "buffered")])
+@pytest.mark.parametrize("algorithm,mode", [("pfl_tps", "sync"), ("fedavg", "sync"), ("pfedhn", "sync"),
+                                            ("fedavg_ft", "buffered")])
 def test_held_out_devices_never_train_and_are_reported(algorithm: str, mode: str, tmp_path: Path) -> None:
     run = cosim.run(SMOKE, out=tmp_path / algorithm, progress=False,
                     overrides=[*FAST, f"learning.algorithm.name={algorithm}", "learning.holdout_devices=3",
@@ -80,9 +81,41 @@ def test_holdout_errors_name_the_key(tmp_path: Path) -> None:
         cosim.load_scenario(SMOKE, ["learning.holdout_devices=4"])
     assert info.value.problems == ["learning.holdout_devices: 4 leaves 2 training device(s), fewer than "
                                    "fl.devices_per_round (3)"]
-    for name in ("pfedhn", "pfedhn_pc", "fedtp"):
-        with pytest.raises(ScenarioError) as info:
-            cosim.load_scenario(SMOKE, [f"learning.algorithm.name={name}", "learning.algorithm.params={}",
-                                        "learning.holdout_devices=2"])
-        assert info.value.problems[0].startswith(f"learning.holdout_devices: 2 held-out devices need a way to fit "
-                                                 f"a new device, which {name} does not have (its evaluated model is")
+    for name in ("pfedhn", "pfedhn_pc", "fedtp"):  # join by embedding fit: accepted
+        cosim.load_scenario(SMOKE, [f"learning.algorithm.name={name}", "learning.algorithm.params={}",
+                                    "learning.holdout_devices=2"])
+
+
+@pytest.mark.parametrize("name", ["pfedhn", "pfedhn_pc", "fedtp"])
+def test_hypernetwork_join_fits_only_the_new_devices_embedding(name: str) -> None:
+    data = build_federated_data(make_synthetic(num_train=240, num_test=80, num_classes=4, seed=1), 6, "iid", {},
+                                seed=1, validation_fraction=0.0)
+    model = {"name": "vit", "patch_size": 7, "dim": 16, "depth": 1, "heads": 2}
+    algo = make_algorithm(name, data, model, {"local_epochs": 1, "join_steps": 3}, seed=3)
+    client = algo.client()
+    algo.aggregate({d: (client.local_update(d, algo.device_state(d), algo.downlink(d, 0), seed=d).uplink, 40)
+                    for d in range(5)}, 0)
+    phi = [p.detach().clone() for p in algo.server.hn.parameters()]
+    embeddings = algo.server.embeddings.detach().clone()
+    rest = {k: v.clone() for k, v in getattr(algo, "global_state", {}).items()}
+    before = algo.downlink(5, 1).tensors
+    algo.join_new_device(5, 1, seed=11)
+    assert all(torch.equal(a, b) for a, b in zip(phi, algo.server.hn.parameters()))
+    moved = (algo.server.embeddings.detach() != embeddings).any(dim=1)
+    assert moved.tolist() == [False] * 5 + [True]  # only the new device's embedding
+    assert all(torch.equal(v, algo.global_state[k]) for k, v in rest.items())  # FedTP's shared rest frozen too
+    after = algo.downlink(5, 1).tensors
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # its generated model changed
+    with pytest.raises(ValueError, match="join_steps must be an integer >= 0, got -1"):
+        make_algorithm(name, data, model, {"join_steps": -1}, seed=3)
+
+
+def test_an_algorithm_without_a_join_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from learning.algorithms import ALGORITHMS
+
+    monkeypatch.setattr(ALGORITHMS["local"], "holdout_supported", False)
+    monkeypatch.setattr(ALGORITHMS["local"], "holdout_unsupported", "no personal state to fit")
+    with pytest.raises(ScenarioError) as info:
+        cosim.load_scenario(SMOKE, ["learning.algorithm.name=local", "learning.holdout_devices=2"])
+    assert info.value.problems == ["learning.holdout_devices: 2 held-out devices need a way to fit a new device, "
+                                   "which local does not have (no personal state to fit)"]
