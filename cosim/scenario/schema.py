@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from cosim.scenario import registries
@@ -334,6 +334,16 @@ class Learning(StrictModel):
     eval_every: PositiveInt = 1
     #: devices kept out of training that join after the last round (new-device generalization).
     holdout_devices: NonNegativeInt = 0
+
+    @model_serializer(mode="wrap")
+    def _omit_default_holdout(self, handler: Any) -> dict[str, Any]:
+        """Leave ``holdout_devices`` out of the dump while it is 0, so that the resolved YAML
+        of a scenario without held-out devices (``scenario.yaml`` of existing runs, which
+        ``cosim compare`` resumes against) is what it was before the key existed."""
+        data = handler(self)
+        if not self.holdout_devices:
+            data.pop("holdout_devices", None)
+        return data
 
     @field_validator("model")
     @classmethod

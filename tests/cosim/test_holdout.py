@@ -119,3 +119,13 @@ def test_an_algorithm_without_a_join_is_refused_by_name(monkeypatch: pytest.Monk
         cosim.load_scenario(SMOKE, ["learning.algorithm.name=local", "learning.holdout_devices=2"])
     assert info.value.problems == ["learning.holdout_devices: 2 held-out devices need a way to fit a new device, "
                                    "which local does not have (no personal state to fit)"]
+
+
+def test_resolved_yaml_mentions_holdout_only_when_set() -> None:
+    from cosim.scenario import loads_scenario
+
+    plain = cosim.load_scenario(SMOKE)
+    held = cosim.load_scenario(SMOKE, ["learning.holdout_devices=2"])
+    assert "holdout_devices" not in plain.to_yaml()  # existing runs' scenario.yaml still match (compare resumes)
+    assert "holdout_devices: 2" in held.to_yaml()
+    assert loads_scenario(plain.to_yaml()) == plain and loads_scenario(held.to_yaml()) == held
