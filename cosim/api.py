@@ -132,6 +132,7 @@ def run(
     overrides: Overrides = None,
     progress: ProgressArg = True,
     command: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> Run:
     """Run a scenario to the end, write its run directory and return it as a :class:`Run`.
 
@@ -140,24 +141,33 @@ def run(
     ``output.directory``. ``command`` is what ``manifest.json`` records (default: the
     equivalent ``python -m cosim run ...`` command line, which re-runs this run).
 
-    A first Ctrl-C stops at the end of the current round, writes the traces so far
-    and a checkpoint and raises ``cosim.engine.RunInterrupted`` (continue with
-    :func:`resume`).
+    The run directory must be cosim's to write (see ``cosim.engine.rundir``): new or
+    empty, or an earlier cosim run when ``overwrite`` is true; one taken from the
+    scenario (``out`` not given) must lie inside ``runs/``. A directory another run is
+    using fails at once (``cosim.engine.RunDirError``).
+
+    A first Ctrl-C, SIGTERM or SIGHUP stops at the end of the current round, writes the
+    traces so far and a checkpoint and raises ``cosim.engine.RunInterrupted`` (continue
+    with :func:`resume`).
     """
     resolved = _scenario(scenario, overrides)
     out_dir = Path(out) if out is not None else resolved.output_dir
     _check_out_dir(out_dir)
+    again = ["--overwrite"] if overwrite else []
     if command is None:
         if isinstance(scenario, (str, Path)):
             sets = [arg for item in _override_args(overrides) for arg in ("--set", item)]
-            command = rerun_command(["run", str(scenario), *sets, "--out", str(out_dir)])
-        else:  # the run directory's scenario.yaml is the resolved scenario
-            command = rerun_command(["run", str(out_dir / "scenario.yaml"), "--out", str(out_dir)])
-    from cosim.engine import run_simulation
+            command = rerun_command(["run", str(scenario), *sets, "--out", str(out_dir), *again])
+        else:  # the run directory's scenario.yaml is the resolved scenario (rerun in place: --overwrite)
+            command = rerun_command(["run", str(out_dir / "scenario.yaml"), "--out", str(out_dir), "--overwrite"])
+    from cosim.engine import ALL_STOP_SIGNALS, run_simulation
 
     callback, close = _reporter(progress, resolved.fl.rounds)
     try:
-        summary = run_simulation(resolved, out_dir, progress=callback, command=list(command))
+        summary = run_simulation(resolved, out_dir, progress=callback, command=list(command), overwrite=overwrite,
+                                 explicit_out=out is not None,
+                                 scenario_file=scenario if isinstance(scenario, (str, Path)) else None,
+                                 stop_signals=ALL_STOP_SIGNALS)
     finally:
         close()
     return Run(out_dir, _summary=summary)
@@ -166,9 +176,11 @@ def run(
 def resume(run_dir: str | Path, progress: ProgressArg = True, command: Sequence[str] | None = None) -> Run:
     """Continue the interrupted run in ``run_dir`` from its last checkpoint; return the finished :class:`Run`.
 
-    The trace files end up byte-identical to those of an uninterrupted run.
+    The trace files end up byte-identical to those of an uninterrupted run. The
+    checkpoint is verified first (format, checksum, the run's scenario hash and run id):
+    a foreign, edited, corrupt or truncated one raises ``cosim.engine.CheckpointError``.
     """
-    from cosim.engine import resume_simulation
+    from cosim.engine import ALL_STOP_SIGNALS, resume_simulation
 
     directory = Path(run_dir)
     scenario_file = directory / "scenario.yaml"
@@ -177,7 +189,7 @@ def resume(run_dir: str | Path, progress: ProgressArg = True, command: Sequence[
     if command is None:
         command = rerun_command(["run", "--resume", str(directory)])
     try:
-        summary = resume_simulation(directory, progress=callback, command=list(command))
+        summary = resume_simulation(directory, progress=callback, command=list(command), stop_signals=ALL_STOP_SIGNALS)
     finally:
         close()
     return Run(directory, _summary=summary)

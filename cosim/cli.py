@@ -5,7 +5,8 @@ A thin layer over the Python API (:mod:`cosim.api`): parse arguments, call
 ``cosim`` is the console script; ``python -m cosim`` is the same.
 User errors (invalid scenario, missing files or datasets, bad setup values) print
 ``cosim: error: <message>`` (one line per problem) on stderr and exit with status 2,
-never a traceback (``--debug`` shows it). Ctrl-C exits with status 130.
+never a traceback (``--debug`` shows it). Ctrl-C exits with status 130, SIGTERM 143,
+SIGHUP 129 (a first one stops cleanly at a round boundary, see ``cosim.engine.signals``).
 """
 
 from __future__ import annotations
@@ -110,20 +111,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cosim.engine import RunInterrupted
 
     if args.resume is not None:
-        if args.scenario is not None or args.set or args.out:
-            raise ValueError("--resume RUN_DIR takes no SCENARIO, --set or --out: the run directory has them")
+        if args.scenario is not None or args.set or args.out or args.overwrite:
+            raise ValueError("--resume RUN_DIR takes no SCENARIO, --set, --out or --overwrite: the run directory "
+                             "has them")
     elif args.scenario is None:
         raise ValueError("run needs a SCENARIO file (or --resume RUN_DIR)")
     try:
         if args.resume is not None:
             result = api.resume(args.resume, progress=not args.quiet, command=args.rerun)
         else:
-            scenario = _load(args)
-            out = Path(args.out) if args.out else scenario.output_dir
-            result = api.run(scenario, out=out, progress=not args.quiet, command=args.rerun)
+            result = api.run(args.scenario, out=args.out or None, overrides=args.set, progress=not args.quiet,
+                             command=args.rerun, overwrite=args.overwrite)
     except RunInterrupted as stop:
         print(f"cosim: {stop}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return getattr(stop, "exit_status", EXIT_INTERRUPTED)
     for line in _summary_lines(result.path, result.summary):
         print(line)
     return EXIT_OK
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue the run in RUN_DIR from its last checkpoint (same traces as an uninterrupted run)")
     run.add_argument("--out", metavar="DIR", help="run directory (default: the scenario's output.directory)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier cosim run in the run directory (never a directory cosim did not write)")
     run.add_argument("--quiet", action="store_true", help="no per-round progress")
     run.set_defaults(handler=_cmd_run)
     validate = sub.add_parser("validate", parents=[common], help="check a scenario and print a summary",
@@ -204,9 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except KeyboardInterrupt:
-        print("cosim: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # a signal during set-up, or a second one (cosim.engine.signals)
+        print(f"cosim: {escape_controls(str(stop) or 'interrupted')}", file=sys.stderr)
+        return getattr(stop, "exit_status", EXIT_INTERRUPTED)
     except (ScenarioError, OSError, ValueError) as exc:
         if args.debug:
             raise

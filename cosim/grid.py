@@ -227,7 +227,9 @@ def _run_one(scenario: str, overrides: Sequence[str], out_dir: str) -> str | Non
     try:
         command = [sys.executable, "-m", "cosim", "run", scenario, *(arg for o in overrides for arg in ("--set", o)),
                    "--out", out_dir]
-        run_simulation(load_scenario(scenario, overrides), Path(out_dir), command=command)
+        # overwrite: a cell without summary.json is this grid's unfinished run (a foreign or
+        # locked directory is still refused, see cosim.engine.rundir)
+        run_simulation(load_scenario(scenario, overrides), Path(out_dir), command=command, overwrite=True)
         return None
     except RunInterrupted:
         raise

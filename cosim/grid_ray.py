@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cosim.engine.rundir import LOCK_NAME
 from cosim.trace import write_atomic
 
 __all__ = ["run_on_ray", "run_remote", "write_run_files"]
@@ -49,7 +50,8 @@ def run_remote(scenario_text: str, scenario_name: str, overrides: Sequence[str],
         except Exception as exc:  # noqa: BLE001 - reported per run, the sweep goes on
             first = (str(exc).splitlines() or [""])[0]
             return f"{type(exc).__name__}: {first}", {}
-        return None, {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        return None, {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                      if p.is_file() and p.name != LOCK_NAME}
 
 
 def write_run_files(run_dir: Path, files: dict[str, bytes]) -> None:

@@ -3,8 +3,8 @@
 ``TraceRecorder`` keeps every table in memory as column lists, so appending an event
 is a handful of ``list.append`` calls (thousands of events per round are cheap).
 ``write`` turns them into Arrow tables with explicit, stable dtypes and writes
-Parquet (and CSV on request). Every file is written to ``<name>.tmp-<pid>`` in the
-target directory and moved into place with ``os.replace``, so a reader never sees a
+Parquet (and CSV on request). Every file is written to ``.cosim-tmp-<pid>-<name>`` in the
+target directory (a prefix only cosim uses, so its stale-temp cleanup never touches a user's file) and moved into place with ``os.replace``, so a reader never sees a
 half-written file. Same rows give byte-identical files.
 
 The ``events`` schema is fixed (:data:`EVENT_SCHEMA`); ``device``/``cell`` use
@@ -82,14 +82,20 @@ FORMATS = ("parquet", "csv")
 
 
 # ----------------------------------------------------------------------------- atomic files
+#: Prefix of every temp file cosim writes (only these are removed as stale temps).
+TMP_PREFIX = ".cosim-tmp-"
+
+
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
 
-    The temp file is removed if ``write`` fails. Parent directories are created.
+    The temp file is removed if ``write`` fails, and the file at ``path`` is left as it
+    was; an ``OSError`` without a file name (a full disk) is raised naming ``path``.
+    Parent directories are created.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -99,8 +105,10 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
         raise
     return final
 

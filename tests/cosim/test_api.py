@@ -142,7 +142,8 @@ def test_run_with_scenario_object_and_overrides(tmp_path: Path) -> None:
     run = cosim.run(scenario, out=tmp_path / "r", overrides={"fl.rounds": 1}, progress=False)
     assert run.summary["rounds"] == 1 and run.scenario.learning.mode == "surrogate"
     assert scenario.fl.rounds == 6  # the given scenario is not modified (smoke.yaml has 6 rounds)
-    assert run.manifest["command"][3:] == ["run", str(tmp_path / "r" / "scenario.yaml"), "--out", str(tmp_path / "r")]
+    assert run.manifest["command"][3:] == ["run", str(tmp_path / "r" / "scenario.yaml"), "--out", str(tmp_path / "r"),
+                                           "--overwrite"]
 
 
 def test_run_progress_true_prints_lines_when_not_a_tty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

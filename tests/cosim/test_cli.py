@@ -95,8 +95,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Install a stand-in ``cosim.engine`` that records its call and replays progress."""
     state: dict[str, Any] = {"raise": None}
 
-    def run_simulation(scenario: Any, out_dir: Path, progress: Any = None, command: Any = None) -> dict:
-        state.update(scenario=scenario, out_dir=out_dir, command=command)
+    def run_simulation(scenario: Any, out_dir: Path, progress: Any = None, command: Any = None, **options: Any) -> dict:
+        state.update(scenario=scenario, out_dir=out_dir, command=command, options=options)
         if state["raise"] is not None:
             raise state["raise"]
         for r in range(1, scenario.fl.rounds + 1 if progress is not None else 1):  # --quiet: no callback
@@ -107,7 +107,8 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from cosim.engine import RunInterrupted
 
     monkeypatch.setitem(sys.modules, "cosim.engine",
-                        types.SimpleNamespace(run_simulation=run_simulation, RunInterrupted=RunInterrupted))
+                        types.SimpleNamespace(run_simulation=run_simulation, RunInterrupted=RunInterrupted,
+                                              ALL_STOP_SIGNALS=()))
     return state
 
 

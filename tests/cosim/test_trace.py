@@ -133,7 +133,7 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path: Path) -> None:
 def test_atomic_write_uses_pid_temp_in_same_dir(tmp_path: Path) -> None:
     seen: list[Path] = []
     write_atomic(tmp_path / "sub" / "x.bin", lambda tmp: (seen.append(tmp), tmp.write_bytes(b"1")))
-    assert seen == [tmp_path / "sub" / f"x.bin.tmp-{os.getpid()}"]
+    assert seen == [tmp_path / "sub" / f".cosim-tmp-{os.getpid()}-x.bin"]
     assert (tmp_path / "sub" / "x.bin").read_bytes() == b"1"
     write_text_atomic(tmp_path / "t.txt", "héllo\n")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo\n"

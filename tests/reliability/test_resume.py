@@ -36,7 +36,7 @@ def assert_same_traces(a: Path, b: Path) -> None:
     for name in TRACE_FILES:
         assert filecmp.cmp(a / name, b / name, shallow=False), f"{name} differs"
     assert not (b / "checkpoint.pkl").exists()
-    assert not list(b.glob("*.tmp-*")), "temporary files left behind"
+    assert not list(b.glob(".cosim-tmp-*")), "temporary files left behind"
 
 
 def resume_and_compare(reference: Path, out: Path) -> None:
