@@ -90,6 +90,7 @@ STATE_CLASSES: tuple[str, ...] = (
     "learning.algorithms.local:LocalClient",
     "learning.algorithms.pfedhn:HyperServer",
     "learning.algorithms.pfedhn:PFedHNClient",
+    "learning.algorithms.pfedhn_pc:PFedHNPCClient",
     "learning.algorithms.pfl_tps.client:PFLTPSClient",
     "learning.algorithms.pfl_tps.client:PFLTPSConfig",
     "learning.algorithms.pfl_tps.client:PFLTPSNet",
