@@ -344,3 +344,19 @@ def test_failed_checkpoint_write_names_the_path_and_leaves_no_temp(tmp_path: Pat
     assert not (out / CHECKPOINT_NAME).exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".cosim-tmp-")]
     assert (out / MARKER_NAME).is_file()
+
+
+# ----------------------------------------------------------------------------- every algorithm
+def _algorithms() -> list[str]:
+    from learning.algorithms import ALGORITHMS
+
+    return [*sorted(ALGORITHMS), "examples.custom_algorithm:FedAvgM"]  # and a plugin by import path
+
+
+@pytest.mark.parametrize("algorithm", _algorithms())
+def test_every_algorithm_state_is_in_the_allow_list(algorithm: str, tmp_path: Path) -> None:
+    # train mode: the algorithm's real server and client classes, models and optimizers
+    out = tmp_path / "run"
+    crashed_run(out, [f"learning.algorithm.name={algorithm}", "fl.rounds=3", "output.checkpoint_every=1"],
+                after_round=1)
+    assert load_checkpoint(out / CHECKPOINT_NAME)["rounds_done"] == 1
