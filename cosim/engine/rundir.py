@@ -209,8 +209,13 @@ def _check_fresh(directory: Path, overwrite: bool) -> None:
                           "refusing to write into it; choose a new or empty directory")
     if overwrite or names <= {MARKER_NAME, LOCK_NAME} | {n for n in names if n.startswith(TMP_PREFIX)}:
         return
-    raise RunDirError(f"--out {directory}: holds an earlier cosim run; use --overwrite to replace it, or "
-                      f"'cosim run --resume {directory}' to continue it")
+    if "summary.json" in names:
+        raise RunDirError(f"--out {directory}: holds a finished cosim run; use --overwrite to replace it, or choose "
+                          "another directory")
+    from cosim.progress import cosim_command
+
+    raise RunDirError(f"--out {directory}: holds an unfinished cosim run; continue it with: "
+                      f"{cosim_command('run', '--resume', str(directory))} (or use --overwrite to start again)")
 
 
 def acquire_fresh(out_dir: Path, scenario_hash: str, overwrite: bool = False) -> RunDir:
