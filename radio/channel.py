@@ -133,6 +133,29 @@ class GudmundsonShadowing:
         self._u = rho * self._u + np.sqrt(1.0 - rho * rho) * z
         return self.value_db
 
+    def step_columns(self, columns: NDArray[np.int64], displacement_m: ArrayLike, std_db: ArrayLike,
+                     decorrelation_m: ArrayLike) -> FloatArray:
+        """Set σ_SF and d_corr of the links in ``columns`` (last axis) and advance only them.
+
+        For lazily updated devices: ``displacement_m`` is the path length since their last
+        step [m], shape (len(columns),); ``std_db``/``decorrelation_m`` have shape
+        (shape[0], len(columns)). Over one displacement Δd the AR(1) step is the same
+        distribution as several steps adding up to Δd while d_corr is unchanged.
+
+        Returns:
+            the new shadow loss [dB] of those links, shape (shape[0], len(columns)).
+        """
+        if not self._std_db.flags.writeable:  # broadcast views: own full copies from now on
+            self._std_db = np.array(self._std_db)
+            self._dcorr_m = np.array(self._dcorr_m)
+        self._std_db[:, columns] = std_db
+        self._dcorr_m[:, columns] = decorrelation_m
+        rho = np.exp(-np.asarray(displacement_m, dtype=np.float64) / np.asarray(decorrelation_m, dtype=np.float64))
+        z = self._rng.standard_normal((self.shape[0], len(columns)))
+        u = rho * self._u[:, columns] + np.sqrt(1.0 - rho * rho) * z
+        self._u[:, columns] = u
+        return self._std_db[:, columns] * u
+
 
 class BlockFading:
     """Block fading power gain |h|² with E[|h|²] = 1, one value per link.
@@ -236,6 +259,31 @@ class BlockFading:
         if self.subbands > 1:
             gain = effective_subband_gain(gain, reference_snr)
         self._gain = gain
+        return gain
+
+    def redraw_columns(self, columns: NDArray[np.int64], los: ArrayLike | None = None,
+                       reference_snr: ArrayLike | None = None) -> FloatArray:
+        """Draw a new block for the links in ``columns`` (last axis) only; ``los`` and
+        ``reference_snr`` have shape (shape[0], len(columns)). Returns their new gains."""
+        cols_shape = (self.shape[0], len(columns))
+        draw_shape = cols_shape if self.subbands == 1 else (self.subbands, *cols_shape)
+        if self.model == "none":
+            gain = np.ones(draw_shape)
+        elif self.model == "rayleigh":
+            gain = self._rng.standard_exponential(draw_shape)
+        else:
+            k_all = self._k_linear[:, columns]
+            k = k_all if los is None else np.where(np.asarray(los, dtype=bool), k_all, 0.0)
+            los_amplitude = np.sqrt(k / (k + 1.0))
+            scatter_std = np.sqrt(1.0 / (2.0 * (k + 1.0)))
+            re = los_amplitude + scatter_std * self._rng.standard_normal(draw_shape)
+            im = scatter_std * self._rng.standard_normal(draw_shape)
+            gain = re * re + im * im
+        if self.subbands > 1:
+            gain = effective_subband_gain(gain, reference_snr)
+        if not self._gain.flags.writeable:
+            self._gain = np.array(self._gain)
+        self._gain[:, columns] = gain
         return gain
 
 

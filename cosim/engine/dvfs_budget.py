@@ -55,6 +55,11 @@ class UplinkRateAverage:
         weight = 1.0 - math.exp(-float(dt_s) / self.time_constant_s)
         self.mean_bps += weight * (np.asarray(current_bps, dtype=float) - self.mean_bps)
 
+    def update_devices(self, devices: np.ndarray, current_bps: np.ndarray, dt_s: np.ndarray) -> None:
+        """Blend in the rates of `devices` only, each `dt_s` [s] (per device) after its last."""
+        weight = 1.0 - np.exp(-np.asarray(dt_s, dtype=float) / self.time_constant_s)
+        self.mean_bps[devices] += weight * (np.asarray(current_bps, dtype=float) - self.mean_bps[devices])
+
 
 def compute_budget_s(
     deadline_s: float,

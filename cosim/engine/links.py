@@ -96,18 +96,32 @@ class LinkBudget:
     def update(self, path_loss_db: np.ndarray, shadow_db: np.ndarray, fading_ul: np.ndarray,
                fading_dl: np.ndarray) -> None:
         """New channel: all arrays (n_cells, n_devices); fading as linear power gains."""
+        self.gain_ul, self.gain_dl, self.full_power_share, self.ul_target_psd = self._budget(
+            path_loss_db, shadow_db, fading_ul, fading_dl, self.p_cmax_w)
+        self._ul_caused = [None] * self.n_cells
+
+    def update_columns(self, devices: np.ndarray, path_loss_db: np.ndarray, shadow_db: np.ndarray,
+                       fading_ul: np.ndarray, fading_dl: np.ndarray) -> None:
+        """New channel of `devices` only (lazy world ticks): arrays (n_cells, len(devices))."""
+        cols = self._budget(path_loss_db, shadow_db, fading_ul, fading_dl, self.p_cmax_w[devices])
+        for full, part in zip((self.gain_ul, self.gain_dl, self.full_power_share, self.ul_target_psd), cols):
+            full[:, devices] = part
+        self._ul_caused = [None] * self.n_cells
+
+    def _budget(self, path_loss_db, shadow_db, fading_ul, fading_dl, p_cmax_w):
+        """(gain_ul, gain_dl, full_power_share, ul_target_psd) of the given links."""
         coupling_db = self.bs_gain_db[:, None] + self.ue_gain_db - path_loss_db - shadow_db
         large = db_to_linear(coupling_db)
-        self.gain_ul = large * fading_ul
-        self.gain_dl = large * fading_dl
-        self._ul_caused = [None] * self.n_cells
+        gain_ul = large * fading_ul
+        gain_dl = large * fading_dl
         # Power per RB (TS 38.213 §7.1.1 with M_RB = 1) [W], on the large-scale coupling loss.
         p_rb_w = dbm_to_w(self.p0_dbm[:, None] + 10.0 * np.log10(2.0 ** self.mu[:, None])
                           + self.alpha[:, None] * (-coupling_db))
         n_rb = self.ul_n_rb[:, None]
-        self.full_power_share = self.p_cmax_w[None, :] / (p_rb_w * n_rb)
+        full_power_share = p_cmax_w[None, :] / (p_rb_w * n_rb)
         # Received PSD when the UE is on its power-control target (any share <= x̂) [W/Hz].
-        self.ul_target_psd = p_rb_w * n_rb * self.gain_ul / self.ul_bandwidth_hz[:, None]
+        ul_target_psd = p_rb_w * n_rb * gain_ul / self.ul_bandwidth_hz[:, None]
+        return gain_ul, gain_dl, full_power_share, ul_target_psd
 
     # -- interference state ------------------------------------------------------------
     def report_uplink(self, cell: int, devices: np.ndarray, radiated_w: np.ndarray) -> None:

@@ -30,6 +30,7 @@ from cosim.engine.policies import SELECTION_POLICIES, SelectionContext
 from cosim.engine.server_modes import AsyncServer, make_server
 from cosim.engine.timing import At as _At
 from cosim.engine.world import World
+from cosim.engine.world_process import world_process
 from cosim.trace import TraceRecorder
 from radio.compute import FREQUENCY_POLICIES, compute_energy_j, compute_time_s
 from radio.ofdma import ALLOCATORS
@@ -195,24 +196,7 @@ class Simulation:
 
     # -- processes ----------------------------------------------------------------
     def _world_process(self):
-        dt = float(self.scenario.radio.coherence_s)
-        while True:
-            # Tick k happens at exactly k*dt (not an accumulated sum), so a resumed run
-            # ticks at bit-identical times.
-            next_index = self._tick_index + 1
-            yield _At(self.env, next_index * dt)
-            self._tick_index = next_index  # ticks done so far (a checkpoint resumes after them)
-            keep = self.trace.keeps("handover")
-            for h in self.world.tick(dt, self.env.now):
-                self.handovers += 1
-                self.ping_pongs += h.ping_pong
-                if keep:
-                    self.trace.event(self.env.now, self.rounds_done, h.device, h.to_cell, "handover",
-                                     detail=f"{self.world.cell_names[h.from_cell]}->{self.world.cell_names[h.to_cell]}"
-                                            + (" ping_pong" if h.ping_pong else ""))
-            self.uplink_rate_average.update(self.world.uplink_full_band_rate_bps(np.arange(self.n_devices)), dt)
-            for scheduler in self.ul + self.dl:
-                scheduler.channel_changed()
+        return world_process(self)
 
     def _availability_process(self):
         """Sleeps until the next availability transition (an event), applies it, repeats.

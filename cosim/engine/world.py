@@ -115,6 +115,14 @@ class World:
         self._previous_cell = np.full(self.n_devices, -1, dtype=np.int64)  # cell left at the last handover
         self._left_at_s = np.full(self.n_devices, np.nan)
         self.serving_cell = np.zeros(self.n_devices, dtype=np.int64)
+        # Lazy ticks (radio.idle_update_s): idle devices are re-evaluated every this many ticks.
+        idle_s = getattr(radio, "idle_update_s", None)
+        self.idle_every_ticks = 1 if idle_s is None else max(1, int(round(idle_s / float(radio.coherence_s))))
+        self._lazy_ticks = 0
+        self._synced_s = np.zeros(self.n_devices)  # when each device was last re-evaluated [s]
+        self._moved_m: np.ndarray | None = None  # path length not yet applied (models stepping all devices)
+        self.updated_devices: np.ndarray | None = None  # devices the last tick re-evaluated (None: all)
+        self.updated_dt_s: np.ndarray | float = 0.0  # and the time each had not been [s]
         self._refresh(d2d)
         self.serving_cell = self._strongest_cell()
 
@@ -125,11 +133,11 @@ class World:
         dx, dy = xy[:, 0] - self.cell_xy_m[:, 0:1], xy[:, 1] - self.cell_xy_m[:, 1:2]
         return np.sqrt(dx * dx + dy * dy)  # metres: no overflow; ~9x faster than np.hypot
 
-    def _los_state(self, d2d_m: np.ndarray) -> np.ndarray:
+    def _los_state(self, d2d_m: np.ndarray, draw: np.ndarray | None = None) -> np.ndarray:
         p_los = np.stack(
             [model.los_probability(d2d_m[c], self._h_ut_m) for c, model in enumerate(self._pathloss)]
         )
-        return self._los_draw < p_los
+        return (self._los_draw if draw is None else draw) < p_los
 
     def _draw_k_factors_db(self, radio, rngs: dict[str, np.random.Generator]) -> np.ndarray:
         """K [dB] each link has while LOS, shape (n_cells, n_devices): N(μ_K, σ_K) of its cell's
@@ -171,12 +179,13 @@ class World:
         dl = column("tx_power_dbm") + gains_db - dl_noise_dbm
         return ul, dl
 
-    def _shadow_params(self, d2d_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _shadow_params(self, d2d_m: np.ndarray, los: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         # σ needs the distance: RMa LOS is 4 dB up to its breakpoint and 6 dB beyond.
-        std = np.stack([np.broadcast_to(m.shadow_std_db(self.los[c], d2d_m[c], self._h_ut_m), d2d_m[c].shape)
+        los = self.los if los is None else los
+        std = np.stack([np.broadcast_to(m.shadow_std_db(los[c], d2d_m[c], self._h_ut_m), d2d_m[c].shape)
                         for c, m in enumerate(self._pathloss)])
         decorr = np.stack(
-            [np.broadcast_to(m.decorrelation_distance_m(self.los[c]), d2d_m[c].shape) for c, m in enumerate(self._pathloss)]
+            [np.broadcast_to(m.decorrelation_distance_m(los[c]), d2d_m[c].shape) for c, m in enumerate(self._pathloss)]
         )
         if not self._shadowing_enabled:
             std = np.zeros_like(std)
@@ -221,41 +230,49 @@ class World:
         """Best cell per device by RSRP (initial attachment)."""
         return np.argmax(self._rsrp_dbm(), axis=0).astype(np.int64)
 
-    def evaluate_handovers(self, rsrp_dbm: np.ndarray, now_s: float) -> list[Handover]:
+    def evaluate_handovers(self, rsrp_dbm: np.ndarray, now_s: float,
+                           devices: np.ndarray | None = None) -> list[Handover]:
         """One A3 measurement instant: hand over the devices whose best neighbour has been
         stronger than their serving cell by the A3 offset since at least `time_to_trigger_s`.
 
         Args:
-            rsrp_dbm: received power per cell and device [dBm], shape (n_cells, n_devices).
+            rsrp_dbm: received power per cell and device [dBm], shape (n_cells, n_devices),
+                or (n_cells, len(devices)) when `devices` is given.
             now_s: time of this measurement [s], non-decreasing across calls.
+            devices: the devices measured (ascending); None: all.
 
         Returns:
             the handovers made (serving cells updated), ping-pongs flagged: a return to
             the cell left at most `ping_pong_window_s` earlier.
         """
         self.now_s = float(now_s)
-        devices = np.arange(self.n_devices)
+        ids = np.arange(self.n_devices) if devices is None else np.asarray(devices, dtype=np.int64)
+        cols = np.arange(ids.size)
         rsrp = np.array(rsrp_dbm, dtype=float)
-        serving_rsrp = rsrp[self.serving_cell, devices]
-        rsrp[self.serving_cell, devices] = -np.inf
+        serving = self.serving_cell[ids]
+        serving_rsrp = rsrp[serving, cols]
+        rsrp[serving, cols] = -np.inf
         best = np.argmax(rsrp, axis=0).astype(np.int64)
-        meets = rsrp[best, devices] > serving_rsrp + self._a3_offset_db
+        meets = rsrp[best, cols] > serving_rsrp + self._a3_offset_db
         # The timer runs while the same neighbour keeps meeting the entry condition.
-        restart = meets & (best != self._a3_target)
-        self._a3_since_s = np.where(restart, self.now_s, self._a3_since_s)
-        self._a3_target = np.where(meets, best, -1)
-        self._a3_since_s = np.where(meets, self._a3_since_s, np.nan)
-        fire = meets & (self.now_s - self._a3_since_s >= self._ttt_s - _WINDOW_EPS_S)
-        d = np.flatnonzero(fire)
-        to_cell, from_cell = best[d], self.serving_cell[d]
+        restart = meets & (best != self._a3_target[ids])
+        since = np.where(restart, self.now_s, self._a3_since_s[ids])
+        since = np.where(meets, since, np.nan)
+        target = np.where(meets, best, -1)
+        fire = meets & (self.now_s - since >= self._ttt_s - _WINDOW_EPS_S)
+        target[fire] = -1
+        since[fire] = np.nan
+        self._a3_target[ids] = target
+        self._a3_since_s[ids] = since
+        local = np.flatnonzero(fire)
+        d = ids[local]
+        to_cell, from_cell = best[local], serving[local]
         ping_pong = (to_cell == self._previous_cell[d]) & (
             self.now_s - self._left_at_s[d] <= self._ping_pong_window_s + _WINDOW_EPS_S)
         handovers = [Handover(*h) for h in zip(d.tolist(), from_cell.tolist(), to_cell.tolist(), ping_pong.tolist())]
         self._previous_cell[d] = from_cell
         self._left_at_s[d] = self.now_s
         self.serving_cell[d] = to_cell
-        self._a3_target[fire] = -1
-        self._a3_since_s[fire] = np.nan
         return handovers
 
     # -- time evolution ---------------------------------------------------------------
@@ -276,6 +293,50 @@ class World:
         self.fading_dl.redraw(self.los, ref_dl)
         self._refresh(d2d)
         return self.evaluate_handovers(self._rsrp_dbm(), self.now_s + dt_s if now_s is None else now_s)
+
+    def tick_lazy(self, dt_s: float, now_s: float, active: np.ndarray) -> list[Handover]:
+        """A tick that re-evaluates only `active` devices and every `idle_every_ticks`-th idle
+        one (a rotating slice, so each idle device every `idle_every_ticks` ticks); the
+        others keep their channel, serving cell and A3 timers until their turn. Mobility is
+        exact (a device re-evaluated walks the whole time since its last evaluation);
+        shadowing takes one AR(1) step over the whole path; fading is redrawn. See README,
+        "Idle devices". `updated_devices`/`updated_dt_s` say whom it re-evaluated.
+        """
+        k, n = self.idle_every_ticks, self.n_devices
+        self._lazy_ticks += 1
+        mask = np.zeros(n, dtype=bool)
+        mask[self._lazy_ticks % k::k] = True
+        mask[np.asarray(active, dtype=np.int64)] = True
+        dev = np.flatnonzero(mask)
+        elapsed_s = now_s - self._synced_s[dev]
+        if self.mobility.steps_devices:
+            moved_m = self.mobility.step_devices(dev, elapsed_s)
+        else:  # the model moves every device together: walk all, apply the path when due
+            if self._moved_m is None:
+                self._moved_m = np.zeros(n)
+            self._moved_m += self.mobility.step(dt_s)
+            moved_m = self._moved_m[dev]
+            self._moved_m[dev] = 0.0
+        self._synced_s[dev] = now_s
+        self.updated_devices, self.updated_dt_s = dev, elapsed_s
+        xy = self.mobility.positions_of(dev)
+        dx, dy = xy[:, 0] - self.cell_xy_m[:, 0:1], xy[:, 1] - self.cell_xy_m[:, 1:2]
+        d2d = np.sqrt(dx * dx + dy * dy)
+        los = self._los_state(d2d, self._los_draw[:, dev])
+        self.los[:, dev] = los
+        std_db, decorr_m = self._shadow_params(d2d, los)
+        shadow_db = self.shadowing.step_columns(dev, moved_m, std_db, decorr_m)
+        pl = np.stack([model.loss_db(d2d[c], self._h_ut_m, los[c]) for c, model in enumerate(self._pathloss)])
+        loss_db = pl + shadow_db
+        ref_ul = ref_dl = None
+        if self._subbands > 1:
+            ul_db, dl_db = self._reference_budget_db
+            ref_ul, ref_dl = db_to_linear(ul_db[:, dev] - loss_db), db_to_linear(dl_db - loss_db)
+        fading_ul = self.fading_ul.redraw_columns(dev, los, ref_ul)
+        fading_dl = self.fading_dl.redraw_columns(dev, los, ref_dl)
+        self.large_scale_loss_db[:, dev] = loss_db
+        self.links.update_columns(dev, pl, shadow_db, fading_ul, fading_dl)
+        return self.evaluate_handovers(self._bs_tx_power_dbm - loss_db, now_s, dev)
 
     # -- per-device views used by the engine and policies -----------------------------
     def uplink_links(self, cell: int, devices: np.ndarray) -> ShareLinks:

@@ -252,6 +252,9 @@ class Radio(StrictModel):
     subbands: Annotated[int, Field(ge=1, le=1024)] = 1
     shadowing: bool = True
     coherence_s: PositiveFloat = 1.0
+    #: None: every device is re-evaluated at every tick (exact); else devices with no update
+    #: in flight are re-evaluated about this often [s] (see README, "Idle devices").
+    idle_update_s: Annotated[float, Field(gt=0.0, le=3600.0), AfterValidator(float)] | None = None
     preset: Literal["nr", "lte"] = "nr"
     abstraction: Literal["shannon", "cqi"] = "shannon"
     # None: the preset's value (see radio.abstraction.PRESETS and the README table).

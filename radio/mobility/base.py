@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["MobilityModel", "check_real", "check_speed_range"]
 
@@ -97,6 +97,30 @@ class MobilityModel(ABC):
         if dt_s == 0.0 or self.n_devices == 0:
             return np.zeros(self.n_devices)
         return self._advance(dt_s)
+
+    @property
+    def steps_devices(self) -> bool:
+        """Whether :meth:`step_devices` works (devices move independently of each other)."""
+        return type(self)._advance_devices is not MobilityModel._advance_devices
+
+    def step_devices(self, devices: NDArray[np.int64], dt_s: ArrayLike) -> NDArray[np.float64]:
+        """Advance only ``devices`` (shape (k,), distinct), each by its own ``dt_s`` [s]
+        (shape (k,) or a scalar, >= 0); return the path length of each [m], shape (k,).
+
+        Raises NotImplementedError for models without :attr:`steps_devices`.
+        """
+        devices = np.asarray(devices, dtype=np.int64)
+        dt = np.broadcast_to(np.asarray(dt_s, dtype=np.float64), devices.shape)
+        if not np.all(np.isfinite(dt) & (dt >= 0.0)):
+            raise ValueError(f"dt_s min {np.min(dt)!r} is out of range; allowed: finite and >= 0")
+        return self._advance_devices(devices, dt)
+
+    def _advance_devices(self, devices: NDArray[np.int64], dt_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError(f"{type(self).__name__} advances all devices together")
+
+    def positions_of(self, devices: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Positions of ``devices`` [m], shape (k, 2)."""
+        return self.positions_m[devices]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_devices={self.n_devices}, area_m={self.area_m})"

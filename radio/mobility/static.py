@@ -65,3 +65,9 @@ class Static(MobilityModel):
 
     def _advance(self, dt_s: float) -> NDArray[np.float64]:
         return np.zeros(self.n_devices)
+
+    def _advance_devices(self, devices: NDArray[np.int64], dt_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.zeros(devices.size)
+
+    def positions_of(self, devices: NDArray[np.int64]) -> NDArray[np.float64]:
+        return self._pos_m[devices]

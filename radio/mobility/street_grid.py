@@ -104,10 +104,11 @@ class StreetGrid(MobilityModel):
         r = self._rng.integers(0, self._n_nodes - 1, size=current.size)
         return r + (r >= current)
 
-    def _compute_positions(self) -> NDArray[np.float64]:
-        a = self.node_xy_m[self._from]
-        b = self.node_xy_m[self._to]
-        frac = (self._offset_m / self.block_m)[:, None]
+    def _compute_positions(self, ids: NDArray[np.int64] | None = None) -> NDArray[np.float64]:
+        sel = slice(None) if ids is None else ids
+        a = self.node_xy_m[self._from[sel]]
+        b = self.node_xy_m[self._to[sel]]
+        frac = (self._offset_m[sel] / self.block_m)[:, None]
         # On an axis-aligned edge the fixed coordinate has b - a == 0 exactly.
         return a + (b - a) * frac
 
@@ -125,25 +126,39 @@ class StreetGrid(MobilityModel):
         return self._dest.copy()
 
     def _advance(self, dt_s: float) -> NDArray[np.float64]:
-        t_left_s = np.full(self.n_devices, dt_s)
-        dist_m = np.zeros(self.n_devices)
+        dist_m = self._walk(np.arange(self.n_devices), np.full(self.n_devices, dt_s))
+        self._pos_m = self._compute_positions()
+        return dist_m
+
+    def _advance_devices(self, devices: NDArray[np.int64], dt_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        dist_m = self._walk(devices, np.array(dt_s, dtype=np.float64))
+        self._pos_m[devices] = self._compute_positions(devices)
+        return dist_m
+
+    def positions_of(self, devices: NDArray[np.int64]) -> NDArray[np.float64]:
+        return self._pos_m[devices]
+
+    def _walk(self, ids: NDArray[np.int64], t_left_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Walk devices ``ids`` for ``t_left_s`` [s] each (modified); path length [m] per device."""
+        dist_m = np.zeros(ids.size)
         while True:
-            mov = np.flatnonzero(t_left_s > 0.0)
-            if mov.size == 0:
+            loc = np.flatnonzero(t_left_s > 0.0)
+            if loc.size == 0:
                 break
+            mov = ids[loc]
             speed = self._speed_mps[mov]
             rest_m = self.block_m - self._offset_m[mov]
             t_edge_s = rest_m / speed
-            arrive = t_edge_s <= t_left_s[mov]
-            go = mov[~arrive]
-            walk_m = speed[~arrive] * t_left_s[go]
+            arrive = t_edge_s <= t_left_s[loc]
+            go_loc, go = loc[~arrive], mov[~arrive]
+            walk_m = speed[~arrive] * t_left_s[go_loc]
             self._offset_m[go] = np.minimum(self._offset_m[go] + walk_m, self.block_m)
-            dist_m[go] += walk_m
-            t_left_s[go] = 0.0
-            arr = mov[arrive]
+            dist_m[go_loc] += walk_m
+            t_left_s[go_loc] = 0.0
+            arr_loc, arr = loc[arrive], mov[arrive]
             if arr.size:
-                dist_m[arr] += rest_m[arrive]
-                t_left_s[arr] -= t_edge_s[arrive]
+                dist_m[arr_loc] += rest_m[arrive]
+                t_left_s[arr_loc] -= t_edge_s[arrive]
                 here = self._to[arr]
                 self._from[arr] = here
                 self._offset_m[arr] = 0.0
@@ -151,5 +166,4 @@ class StreetGrid(MobilityModel):
                 if np.any(done):
                     self._dest[arr[done]] = self._draw_destinations(here[done])
                 self._to[arr] = self._next_hop[self._dest[arr], here]
-        self._pos_m = self._compute_positions()
         return dist_m
