@@ -94,7 +94,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it.
 
     The temp file is removed if ``write`` fails, and the file at ``path`` is left as it
-    was; an ``OSError`` without a file name (a full disk) is raised naming ``path``.
+    was; an ``OSError`` without a file name (a full disk) or naming the temp file is
+    raised naming ``path``.
     Parent directories are created.
     """
     final = Path(path)
@@ -107,8 +108,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, final)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and not exc.filename and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
+        if isinstance(exc, OSError) and exc.filename in (None, "", str(tmp)):
+            # name the file being written, with the system's message (pyarrow's carries
+            # only an errno and a generic text): "PATH: No space left on device"
+            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc) or type(exc).__name__)
+            raise OSError(exc.errno, reason, str(final)) from exc
         raise
     return final
 
