@@ -42,6 +42,18 @@ class RunInterrupted(Exception):
         )
 
 
+def _after_abort(checkpoint_file: Path, out_dir: Path) -> str:
+    """What `--resume` does with the run directory an aborted run left."""
+    command = cosim_command("run", "--resume", str(out_dir))
+    try:
+        rounds_done = read_checkpoint(checkpoint_file)[0].get("rounds_done") if checkpoint_file.is_file() else None
+    except (OSError, CheckpointError):
+        rounds_done = None
+    if rounds_done is None:
+        return f"no checkpoint was written: {command} restarts the run from round 0"
+    return f"continue from the checkpoint after round {rounds_done} with: {command}"
+
+
 def _play(sim: Simulation, run_dir: RunDir, scenario_hash: str, journal: TraceJournal, signals: StopSignals,
           command: list[str] | None, started: float) -> dict:
     """Run `sim` to its end (or a stop) in `run_dir`; write its files; return the summary."""
@@ -64,7 +76,10 @@ def _play(sim: Simulation, run_dir: RunDir, scenario_hash: str, journal: TraceJo
 
     sim.on_round_end = on_round_end
     signals.attach(sim)
-    sim.run()
+    try:
+        sim.run()
+    except Interrupted as stop:  # a second signal: say what a resume will do
+        raise Interrupted(stop.signum, f"{stop}; {_after_abort(checkpoint_file, out_dir)}") from None
     if sim.stopped_early:
         checkpoint(sim)
         write_partial(sim, out_dir, command, time.perf_counter() - started)

@@ -69,6 +69,7 @@ def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
     second = {129: "SIGHUP", 143: "SIGTERM"}.get(proc.returncode)
     assert second is not None, (proc.returncode, stderr)
     lines = stderr.strip().splitlines()
-    assert lines == [f"cosim: aborted by a second stop signal ({second})"], stderr
+    assert len(lines) == 1 and lines[0].startswith(f"cosim: aborted by a second stop signal ({second}); "), stderr
+    assert lines[0].endswith(f"run --resume {out} restarts the run from round 0"), stderr  # checkpoint_every 0
     assert not (out / "summary.json").exists() and not (out / "checkpoint.pkl").exists()
     assert not list(out.glob(".cosim-tmp-*"))
