@@ -208,3 +208,48 @@ def test_concurrent_runs_into_one_directory_one_wins(tmp_path: Path) -> None:
     assert first.returncode == 143  # stopped cleanly by SIGTERM
     assert "seed: 1" in (out / "scenario.yaml").read_text()
     shutil.rmtree(out)
+
+
+# ----------------------------------------------------------------------------- runs killed early
+class Crash(Exception):
+    pass
+
+
+def _crash_at(round_number: int):
+    def progress(p) -> None:
+        if p.round == round_number:
+            raise Crash
+    return progress
+
+
+def test_directory_left_before_scenario_yaml_is_reusable(tmp_path: Path, capsys) -> None:
+    # killed between creating the directory (marker, lock) and writing scenario.yaml
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".cosim-run.json").write_text('{"cosim_run": 1, "run_id": "x", "scenario_sha256": "y"}')
+    (out / ".cosim-lock").write_text("123\n")
+    code = cli.main(["run", "--resume", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert_refused(code, err, "nothing to resume", f"--out {out}")
+    assert run_cli(capsys, str(SMOKE), "--out", str(out))[0] == 0
+
+
+def test_overwritten_run_killed_before_its_first_checkpoint_never_resumes_the_old_one(tmp_path: Path) -> None:
+    from cosim.engine import resume_simulation, run_simulation
+    from cosim.scenario import load_scenario
+
+    reference = tmp_path / "reference"
+    run_simulation(load_scenario(SMOKE, [*SETS, "fl.rounds=4", "output.checkpoint_every=2"]), reference)
+    out = tmp_path / "run"
+    with pytest.raises(Crash):  # an old run (seed 5) with a checkpoint after round 2
+        run_simulation(load_scenario(SMOKE, [*SETS, "fl.rounds=4", "output.checkpoint_every=1", "seed=5"]), out,
+                       progress=_crash_at(3))
+    assert (out / "checkpoint.pkl").is_file()
+    with pytest.raises(Crash):  # the new run (seed 1) dies in round 1, before its first checkpoint
+        run_simulation(load_scenario(SMOKE, [*SETS, "fl.rounds=4", "output.checkpoint_every=2"]), out,
+                       progress=_crash_at(1), overwrite=True)
+    assert not (out / "checkpoint.pkl").exists()
+    summary = resume_simulation(out)
+    assert summary["seed"] == 1 and summary["rounds"] == 4
+    for name in ("events.parquet", "rounds.parquet", "devices.parquet"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
