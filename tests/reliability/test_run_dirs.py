@@ -253,3 +253,23 @@ def test_overwritten_run_killed_before_its_first_checkpoint_never_resumes_the_ol
     assert summary["seed"] == 1 and summary["rounds"] == 4
     for name in ("events.parquet", "rounds.parquet", "devices.parquet"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_compare_worker_into_a_locked_cell_fails_that_cell_only(tmp_path: Path) -> None:
+    from cosim.grid import CompareError, compare
+
+    out = tmp_path / "cmp"
+    cell = out / "cells" / "local" / "rep0"
+    cell.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(cell / ".cosim-lock")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CompareError, match=f"cells/local/rep0: RunDirError: .*another cosim process \\(pid "
+                                               f"{holder.pid}\\)"):
+            compare(str(SMOKE), ["learning.algorithm=fedavg,local"], out, sets=SETS, repeats=1, workers=1)
+        assert (out / "cells" / "fedavg" / "rep0" / "summary.json").is_file()
+        assert sorted(os.listdir(cell)) == [".cosim-lock"]
+    finally:
+        holder.kill()
+        holder.wait()
