@@ -113,7 +113,7 @@ class ShareLinks:
     def _bcast(self, x: ArrayLike) -> FloatArray:
         """Shares as float array broadcast to (n,) or (n, k)."""
         x = np.asarray(x, dtype=np.float64)
-        return x if x.ndim == 2 else np.broadcast_to(x, (self.n,))
+        return x if x.ndim == 2 or x.shape == (self.n,) else np.broadcast_to(x, (self.n,))
 
     def sinr(self, x: ArrayLike) -> FloatArray:
         """SINR [linear] on share ``x`` (shape (n,) or (n, k)): c · min(1, x̂/x)."""

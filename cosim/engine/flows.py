@@ -341,12 +341,11 @@ class FlowScheduler:
         now, dev = self.env.now, self._device
         average = np.nan_to_num(self._decayed_average(dev, now), nan=0.0)
         if self._fresh.any():
-            fair = links.full_share_rate_bps / len(self._flows)
-            start = np.maximum(average, fair)
-            fresh_dev = dev[self._fresh]
-            self.pf_average_bps[fresh_dev] = start[self._fresh]
-            self.pf_updated_s[fresh_dev] = now
-            average = np.where(self._fresh, start, average)
+            fresh = np.flatnonzero(self._fresh)  # r(1) of the new flows only (elementwise: the same values)
+            start = np.maximum(average[fresh], links.take(fresh).full_share_rate_bps / len(self._flows))
+            self.pf_average_bps[dev[fresh]] = start
+            self.pf_updated_s[dev[fresh]] = now
+            average[fresh] = start
             self._fresh[:] = False
         return average
 

@@ -155,6 +155,19 @@ class LinkBudget:
         return downlink_interference_psd(self.gain_dl, self.bs_power_w, self.dl_bandwidth_hz, self.dl_overlap_hz,
                                          self.dl_active, serving, devices)
 
+    def _downlink_interference_on(self, cell: int, devices: np.ndarray) -> np.ndarray:
+        """`downlink_interference_psd` of `devices` all served by `cell`, summed over the
+        interfering cells only (a flow-count-sized vector per interferer, no (k, C) gather)."""
+        i_psd = np.zeros(devices.size)
+        if not self.interference:
+            return i_psd
+        b = self.dl_bandwidth_hz
+        weight = self.dl_overlap_hz[cell] / b[cell] * (self.bs_power_w * self.dl_active / b)
+        weight[cell] = 0.0  # own cell: orthogonal
+        for other in np.flatnonzero(weight).tolist():
+            i_psd = i_psd + weight[other] * self.gain_dl[other, devices]
+        return i_psd
+
     # -- per-cell links ----------------------------------------------------------------
     def uplink_links(self, cell: int, devices: np.ndarray, interference_psd: float | None = None) -> ShareLinks:
         """Uplink `ShareLinks` of `devices` transmitting to `cell`."""
@@ -167,7 +180,7 @@ class LinkBudget:
     def downlink_links(self, cell: int, devices: np.ndarray) -> ShareLinks:
         """Downlink `ShareLinks` of `devices` served by `cell` (fixed PSD, device radiates 0)."""
         devices = np.asarray(devices, dtype=np.int64)
-        i_psd = self.downlink_interference_psd(np.full(devices.size, cell), devices)
+        i_psd = self._downlink_interference_on(cell, devices)
         ceiling = self.bs_power_w[cell] / self.dl_bandwidth_hz[cell] * self.gain_dl[cell, devices] / (
             self.ue_noise_psd + i_psd)
         return ShareLinks(self.dl_bandwidth_hz[cell], int(self.dl_n_rb[cell]), ceiling,
