@@ -10,7 +10,8 @@ neither PyTorch nor pandas)::
     cosim.run(scenario_or_path, out=..., overrides=..., progress=True) -> Run
     cosim.resume(run_dir) -> Run
     cosim.open_run(run_dir) -> Run      # .events .rounds .devices (DataFrames) .summary .scenario
-    cosim.compare(scenario, vary={...}, out=...) -> pandas.DataFrame
+    cosim.compare(scenario, vary={...}, out=..., params=None) -> pandas.DataFrame
+    cosim.tune(scenario, algorithm, grid={...}, out=...) -> Tuning   # .table .chosen .file (tuned.yaml)
     cosim.checks.check_algorithm(cls) / check_policy / check_allocator   # plugin conformance
 """
 
@@ -28,16 +29,17 @@ _LAZY = {
     "resume": "cosim.api",
     "open_run": "cosim.api",
     "compare": "cosim.api",
+    "tune": "cosim.api",
     "Run": "cosim.api",
     "Scenario": "cosim.scenario",
     "ScenarioError": "cosim.scenario",
 }
 
 __all__ = ["Run", "Scenario", "ScenarioError", "__version__", "compare", "load_scenario", "open_run", "resume",
-           "run"]
+           "run", "tune"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from cosim.api import Run, compare, load_scenario, open_run, resume, run
+    from cosim.api import Run, compare, load_scenario, open_run, resume, run, tune
     from cosim.scenario import Scenario, ScenarioError
 
 

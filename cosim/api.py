@@ -13,6 +13,9 @@ imported on first use, and PyTorch only when a simulation is set up)::
     again = cosim.open_run("runs/smoke3")                     # the same, from disk
     grid = cosim.compare("scenarios/smoke.yaml", vary={"learning.algorithm": ["fedavg", "local"]},
                          out="runs/cmp", repeats=2)            # one row per cell and repeat
+    tuned = cosim.tune("scenarios/smoke.yaml", "fedavg", grid={"lr": [1e-3, 5e-3]}, out="runs/tune")
+    tuned.table, tuned.chosen                                  # per-setting validation means; {"...lr": 0.005}
+    cosim.compare(..., params=tuned.file)                      # fedavg runs use the tuned values
 
 ``overrides`` is a mapping ``{"key.path": value}`` (values used as given) or a list of
 ``"key.path=value"`` strings (values parsed as YAML, exactly like ``--set``). Errors in
@@ -31,6 +34,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from cosim.params import ParamsArg, load_params, params_overrides
 from cosim.progress import ProgressReporter
 from cosim.scenario import Scenario, ScenarioError
 from cosim.scenario import load_scenario as _load_file
@@ -38,6 +42,8 @@ from cosim.scenario import loads_scenario
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from cosim.tuning import Tuning
 
 #: Scenario overrides: ``{"fl.rounds": 5}`` or ``["fl.rounds=5"]``.
 Overrides = Union[Mapping[str, Any], Sequence[str], None]
@@ -59,12 +65,9 @@ def _override_items(overrides: Overrides) -> list[str | tuple[str, Any]]:
 
 def _yaml_text(value: Any) -> str:
     """``value`` as the text of a ``--set KEY=VALUE`` (strings as they are, the rest as flow YAML)."""
-    if isinstance(value, str):
-        return value
-    import yaml
+    from cosim.params import value_text
 
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=10**9)
-    return text.removesuffix("\n...\n").strip()
+    return value_text(value)
 
 
 def _override_args(overrides: Overrides) -> list[str]:
@@ -133,6 +136,7 @@ def run(
     progress: ProgressArg = True,
     command: Sequence[str] | None = None,
     overwrite: bool = False,
+    params: ParamsArg = None,
 ) -> Run:
     """Run a scenario to the end, write its run directory and return it as a :class:`Run`.
 
@@ -140,6 +144,8 @@ def run(
     applied to it (see the module docstring). ``out`` defaults to the scenario's
     ``output.directory``. ``command`` is what ``manifest.json`` records (default: the
     equivalent ``python -m cosim run ...`` command line, which re-runs this run).
+    ``params``: tuned-parameter file(s) or mapping (:mod:`cosim.params`): the values for
+    the run's algorithm are applied after ``overrides`` (and recorded as ``--set``).
 
     The run directory must be cosim's to write (see ``cosim.engine.rundir``): new or
     empty, or an earlier cosim run when ``overwrite`` is true; one taken from the
@@ -151,6 +157,10 @@ def run(
     with :func:`resume`).
     """
     resolved = _scenario(scenario, overrides)
+    tuned = params_overrides(load_params(params), resolved.learning.algorithm.name) if params else []
+    if tuned:
+        overrides = [*_override_items(overrides), *tuned]
+        resolved = _scenario(scenario, overrides)
     out_dir = Path(out) if out is not None else resolved.output_dir
     _check_out_dir(out_dir)
     again = ["--overwrite"] if overwrite else []
@@ -303,6 +313,7 @@ def compare(
     progress: ProgressArg = True,
     backend: str = "local",
     address: str = "auto",
+    params: ParamsArg = None,
 ) -> pd.DataFrame:
     """Run the grid of ``vary`` values × ``repeats`` (as ``cosim compare``) and return its table.
 
@@ -313,18 +324,51 @@ def compare(
     ``run_dir`` and the metrics. ``frame.attrs`` holds ``varied`` (the key columns) and
     ``out``. ``progress=True`` prints a line per finished run. ``backend="ray"`` runs the
     grid as Ray tasks on the cluster at ``address`` (``HOST:PORT``, ``auto`` or ``local``).
+    ``params``: tuned-parameter file(s) or mapping (:mod:`cosim.params`), applied to the
+    runs of the algorithms it names, after ``overrides``, before ``vary``.
     """
     from analysis.io import read_comparison_frame
     from cosim.grid import compare as run_grid
 
     if isinstance(baseline, Mapping):
         baseline = ",".join(f"{k}={_yaml_text(v)}" for k, v in baseline.items())
-    if progress is True:
-        log: Callable[[str], None] | None = lambda line: print(line, flush=True)  # noqa: E731
-    elif callable(progress):
-        log = progress
-    else:
-        log = None
     run_grid(scenario, _vary_items(vary), out, sets=_override_args(overrides), repeats=repeats, workers=workers, baseline=baseline,
-             target_accuracy=target_accuracy, log=log, backend=backend, address=address)
+             target_accuracy=target_accuracy, log=_log(progress), backend=backend, address=address,
+             params=load_params(params))
     return read_comparison_frame(out)
+
+
+def _log(progress: ProgressArg) -> Callable[[str], None] | None:
+    if progress is True:
+        return lambda line: print(line, flush=True)
+    return progress if callable(progress) else None
+
+
+def tune(
+    scenario: str | Path,
+    algorithm: str,
+    grid: Mapping[str, Sequence[Any]] | Sequence[str],
+    out: str | Path,
+    metric: str = "val_accuracy",
+    seeds: int = 1,
+    overrides: Overrides = None,
+    workers: int = 1,
+    progress: ProgressArg = True,
+    backend: str = "local",
+    address: str = "auto",
+) -> Tuning:
+    """Tune ``algorithm`` on the validation splits (as ``cosim tune``); see :mod:`cosim.tuning`.
+
+    ``grid`` maps a key to its values (``{"lr": [1e-3, 5e-3]}``; a key without a dot is
+    an algorithm parameter) or lists ``"KEY=V1,V2"`` strings. Each setting runs with
+    ``seeds`` seeds; the best mean ``metric`` (a validation metric; test metrics are
+    refused) wins, ties to the first setting in grid order. Finished runs under ``out``
+    are reused. Returns a :class:`~cosim.tuning.Tuning`: ``table`` (DataFrame, one row per
+    setting), ``runs``, ``chosen`` (``{key: value}``), ``params`` and ``file``
+    (``out/tuned.yaml``, for ``compare(..., params=...)``).
+    """
+    from cosim.tuning import tune as run_tuning
+
+    return run_tuning(scenario, algorithm, _vary_items(grid), out, metric=metric, seeds=seeds,
+                      sets=_override_args(overrides), workers=workers, log=_log(progress), backend=backend,
+                      address=address)

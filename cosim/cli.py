@@ -1,7 +1,7 @@
-"""Command line: ``cosim {run,validate,compare} SCENARIO [--set key.path=value]...``.
+"""Command line: ``cosim {run,validate,compare,tune} SCENARIO [--set key.path=value]...``.
 
 A thin layer over the Python API (:mod:`cosim.api`): parse arguments, call
-``cosim.api.load_scenario`` / ``run`` / ``resume`` / ``compare``, print the result.
+``cosim.api.load_scenario`` / ``run`` / ``resume`` / ``compare`` / ``tune``, print the result.
 ``cosim`` is the console script; ``python -m cosim`` is the same.
 User errors (invalid scenario, missing files or datasets, bad setup values) print
 ``cosim: error: <message>`` (one line per problem) on stderr and exit with status 2,
@@ -111,9 +111,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cosim.engine import RunInterrupted
 
     if args.resume is not None:
-        if args.scenario is not None or args.set or args.out or args.overwrite:
-            raise ValueError("--resume RUN_DIR takes no SCENARIO, --set, --out or --overwrite: the run directory "
-                             "has them")
+        if args.scenario is not None or args.set or args.out or args.overwrite or args.params:
+            raise ValueError("--resume RUN_DIR takes no SCENARIO, --set, --params, --out or --overwrite: the run "
+                             "directory has them")
     elif args.scenario is None:
         raise ValueError("run needs a SCENARIO file (or --resume RUN_DIR)")
     try:
@@ -121,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             result = api.resume(args.resume, progress=not args.quiet, command=args.rerun)
         else:
             result = api.run(args.scenario, out=args.out or None, overrides=args.set, progress=not args.quiet,
-                             command=args.rerun, overwrite=args.overwrite)
+                             command=args.rerun, overwrite=args.overwrite, params=args.params or None)
     except RunInterrupted as stop:
         print(f"cosim: {stop}", file=sys.stderr)
         return getattr(stop, "exit_status", EXIT_INTERRUPTED)
@@ -138,15 +138,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     api.compare(args.scenario, args.vary, args.out, overrides=args.set, repeats=args.repeats, workers=args.workers,
                 baseline=args.baseline, target_accuracy=args.target_accuracy, progress=not args.quiet,
-                backend=args.backend, address=args.address)
+                backend=args.backend, address=args.address, params=args.params or None)
     baseline = parse_assignments(args.baseline) if args.baseline else None
     print(format_cells(read_comparison(args.out), baseline, args.format))
     print(f"comparison: {Path(args.out) / 'comparison.parquet'} (and .csv)")
     return EXIT_OK
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: must be >= 1")
+    result = api.tune(args.scenario, args.algorithm, args.grid, args.out, metric=args.metric, seeds=args.seeds,
+                      overrides=args.set, workers=args.workers, progress=not args.quiet, backend=args.backend,
+                      address=args.address)
+    print(result.table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    best = result.table[result.table["chosen"]].iloc[0]
+    chosen = ", ".join(f"{k}={v}" for k, v in result.chosen.items())
+    print(f"chosen for {args.algorithm}: {chosen} ({args.metric} {best[f'{args.metric}_mean']:.4f}, mean over "
+          f"{args.seeds} seed(s))")
+    print(f"tuned parameters: {result.file} (cosim compare/run ... --params {result.file})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``cosim`` argument parser with its ``run``, ``validate`` and ``compare`` sub-commands."""
+    """The ``cosim`` argument parser with its ``run``, ``validate``, ``compare`` and ``tune`` sub-commands."""
     parser = argparse.ArgumentParser(
         prog="cosim", description="Co-simulation of federated learning over wireless networks."
     )
@@ -159,8 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     common = argparse.ArgumentParser(add_help=False, parents=[options])
     common.add_argument("scenario", metavar="SCENARIO", help="scenario YAML file")
+    tuned = argparse.ArgumentParser(add_help=False)
+    tuned.add_argument("--params", metavar="FILE", action="append", default=[],
+                       help="tuned values (cosim tune's DIR/tuned.yaml) for the runs of the algorithms it names, "
+                            "applied after --set, before --vary; repeatable (one file per algorithm)")
+    grid = argparse.ArgumentParser(add_help=False)
+    grid.add_argument("--workers", metavar="W", type=int, default=1, help="parallel worker processes (default 1)")
+    grid.add_argument("--backend", choices=("local", "ray"), default="local",
+                      help="where runs execute: this machine (--workers processes) or Ray tasks on a cluster")
+    grid.add_argument("--address", metavar="HOST:PORT", default="auto",
+                      help="Ray cluster head for --backend ray (default auto: the cluster running here; "
+                           "local: a Ray instance in this process)")
+    grid.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run = sub.add_parser("run", parents=[options], help="run a scenario and write its traces",
+    run = sub.add_parser("run", parents=[options, tuned], help="run a scenario and write its traces",
                          description="Run a scenario and write its traces to the run directory, or continue an "
                                      "interrupted run with --resume RUN_DIR.")
     run.add_argument("scenario", metavar="SCENARIO", nargs="?", help="scenario YAML file (not with --resume)")
@@ -175,27 +202,34 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Validate a scenario (with overrides) and print a short summary.")
     validate.set_defaults(handler=_cmd_validate)
     comp = sub.add_parser(
-        "compare", parents=[common], help="run a grid of scenario variants x repeats and tabulate them",
+        "compare", parents=[common, tuned, grid], help="run a grid of scenario variants x repeats and tabulate them",
         description="Run the Cartesian grid of --vary values x --repeats (seed + k for repeat k) in parallel, "
                     "resuming finished runs; write OUT/comparison.{parquet,csv} and print mean ± std per cell.")
     comp.add_argument("--vary", metavar="KEY.PATH=V1,V2", action="append", default=[],
                       help="a scenario key and its values (YAML, comma-separated); a key holding a mapping with "
                            "'name' means KEY.name (learning.algorithm=fedavg,local); repeatable")
     comp.add_argument("--repeats", metavar="N", type=int, default=1, help="runs per cell (default 1)")
-    comp.add_argument("--workers", metavar="W", type=int, default=1, help="parallel worker processes (default 1)")
-    comp.add_argument("--backend", choices=("local", "ray"), default="local",
-                      help="where runs execute: this machine (--workers processes) or Ray tasks on a cluster")
-    comp.add_argument("--address", metavar="HOST:PORT", default="auto",
-                      help="Ray cluster head for --backend ray (default auto: the cluster running here; "
-                           "local: a Ray instance in this process)")
     comp.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]",
                       help="cell the ratios are relative to; keys not named match each cell's own (default: first cell)")
     comp.add_argument("--target-accuracy", metavar="ACC", type=float,
                       help="accuracy (0-1) for time_to_target_s: end of the first round reaching it")
     comp.add_argument("--format", choices=("text", "markdown"), default="text", help="table format")
     comp.add_argument("--out", metavar="DIR", required=True, help="comparison directory (runs go to DIR/cells/)")
-    comp.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     comp.set_defaults(handler=_cmd_compare)
+    tune = sub.add_parser(
+        "tune", parents=[common, grid], help="choose an algorithm's parameters on the validation splits",
+        description="Run the grid of --grid values for --algorithm x --seeds (resuming finished runs), pick the "
+                    "setting with the best mean validation metric (ties: first in grid order) and write "
+                    "OUT/tuned.yaml for compare/run --params.")
+    tune.add_argument("--algorithm", metavar="NAME", required=True, help="the algorithm to tune")
+    tune.add_argument("--grid", metavar="KEY=V1,V2", action="append", default=[],
+                      help="a key and its values (YAML, comma-separated); a key without a dot is an algorithm "
+                           "parameter (lr=1e-3,5e-3 means learning.algorithm.params.lr); repeatable")
+    tune.add_argument("--metric", default="val_accuracy",
+                      help="validation metric to maximise (default val_accuracy); test metrics are refused")
+    tune.add_argument("--seeds", metavar="N", type=int, default=1, help="runs per setting, seed + k (default 1)")
+    tune.add_argument("--out", metavar="DIR", required=True, help="tuning directory (runs go to DIR/cells/)")
+    tune.set_defaults(handler=_cmd_tune)
     return parser
 
 

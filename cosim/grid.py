@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from analysis.io import COMPARISON_STEM, read_summary, read_trace, varied_column
 from analysis.table import parse_assignments, time_to_target_s
+from cosim.params import params_overrides
 from cosim.scenario import ScenarioError, load_scenario
 from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
@@ -157,6 +158,7 @@ class Plan:
     runs: list[RunSpec]
     repeats: int
     baseline: dict[str, str] | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # tuned values (cosim.params), by algorithm
     expected_yaml: dict[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -166,8 +168,13 @@ def build_plan(
     sets: Sequence[str] = (),
     repeats: int = 1,
     baseline: str | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Plan:
-    """Parse ``--vary`` items, expand the grid and validate every cell's scenario up front."""
+    """Parse ``--vary`` items, expand the grid and validate every cell's scenario up front.
+
+    ``params`` (see :mod:`cosim.params`) adds its tuned values for a cell's algorithm
+    after ``sets``, before the cell's values.
+    """
     if repeats < 1:
         raise ScenarioError(f"--repeats {repeats}: must be >= 1")
     if repeats > MAX_GRID_RUNS:
@@ -192,12 +199,14 @@ def build_plan(
     for cell, slug in zip(cells, slugs):
         cell_overrides = [f"{k}={v}" for k, v in zip(keys, cell)]
         try:
-            seed = load_scenario(scenario, [*sets, *cell_overrides]).seed
+            resolved = load_scenario(scenario, [*sets, *cell_overrides])
+            tuned = params_overrides(params or {}, resolved.learning.algorithm.name)
+            seed = load_scenario(scenario, [*sets, *tuned, *cell_overrides]).seed if tuned else resolved.seed
         except ScenarioError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
             continue
         for k in range(repeats):
-            overrides = (*sets, *cell_overrides, f"seed={seed + k}")
+            overrides = (*sets, *tuned, *cell_overrides, f"seed={seed + k}")
             run_dir = f"cells/{slug}/rep{k}"
             runs.append(RunSpec(values=tuple(cell), repeat=k, seed=seed + k, overrides=overrides, run_dir=run_dir))
             expected[run_dir] = load_scenario(scenario, overrides).to_yaml()
@@ -214,7 +223,8 @@ def build_plan(
             if value not in allowed:
                 raise ScenarioError(f"--baseline {key}={value}: not a varied value ({', '.join(dict.fromkeys(allowed))})")
             chosen[resolved] = value
-    return Plan(Path(scenario), tuple(sets), keys, [tuple(c) for c in cells], slugs, runs, repeats, chosen, expected)
+    return Plan(Path(scenario), tuple(sets), keys, [tuple(c) for c in cells], slugs, runs, repeats, chosen,
+                {a: dict(v) for a, v in (params or {}).items()}, expected)
 
 
 def _run_one(scenario: str, overrides: Sequence[str], out_dir: str) -> str | None:
@@ -349,6 +359,7 @@ def write_comparison(plan: Plan, out: str | Path, rows: Sequence[Mapping[str, An
         "vary": {k: list(dict.fromkeys(c[i] for c in plan.cells)) for i, k in enumerate(plan.keys)},
         "repeats": plan.repeats,
         "baseline": plan.baseline,
+        "params": plan.params,
         "target_accuracy": target_accuracy,
         "command": list(sys.argv),
     }
@@ -371,8 +382,10 @@ def compare(
     log: Callable[[str], None] | None = None,
     backend: str = "local",
     address: str = "auto",
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Plan, RunReport]:
-    """Validate, run (resuming) and tabulate the grid; returns the plan and what ran."""
+    """Validate, run (resuming) and tabulate the grid (``params``: see :func:`build_plan`); returns the plan
+    and what ran."""
     if target_accuracy is not None and not 0.0 <= target_accuracy <= 1.0:
         raise ScenarioError(f"--target-accuracy {target_accuracy:g}: must be in [0, 1] (accuracy is a fraction)")
     if backend == "ray":
@@ -381,7 +394,7 @@ def compare(
         if not ray_available():
             raise ScenarioError("--backend ray: needs Ray, which is not installed (pip install 'cosim[ray]'; "
                                 "or --backend local)")
-    plan = build_plan(scenario, vary, sets, repeats, baseline)
+    plan = build_plan(scenario, vary, sets, repeats, baseline, params)
     Path(out).mkdir(parents=True, exist_ok=True)
     report = run_plan(plan, out, workers, log, backend=backend, address=address)
     write_comparison(plan, out, collect_rows(plan, out, target_accuracy), target_accuracy)
