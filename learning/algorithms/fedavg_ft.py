@@ -83,8 +83,11 @@ class FedAvgFT(FedAvg):
 
     def device_model(self, device: int) -> nn.Module:
         """The device's fine-tuned model; the current global model before its first update."""
-        if device in self._states:
-            self._model.load_state_dict(self._states[device])
+        # A device whose update was started (device_state read, storing FedAvg's None) but
+        # never arrived (outage, deadline, battery) still has no fine-tuned model.
+        state = self._states.get(int(device))
+        if state is not None:
+            self._model.load_state_dict(state)
             return self._model
         return self.global_model()
 

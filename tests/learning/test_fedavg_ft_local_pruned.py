@@ -59,6 +59,8 @@ def test_fedavg_ft_evaluates_personal_models_and_the_global_model_before_first_u
     ft.aggregate({0: (res.uplink, res.samples)}, 0)
     assert _equal_states(clone_state(ft.device_model(0)), res.state)
     assert _equal_states(clone_state(ft.device_model(2)), ft.global_state)  # never took part
+    ft.device_state(1)  # an update started (the engine reads the state) but never arrived
+    assert _equal_states(clone_state(ft.device_model(1)), ft.global_state)
     ev = ft.evaluate()
     assert ev.global_accuracy is None and set(ev.per_device_val_accuracy) == {0, 1, 2, 3}
     zero = make_algorithm("fedavg_ft", data, MODEL, {**FAST, "finetune_epochs": 0}, seed=3)
