@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,20 @@ def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
     assert lines[0].endswith(f"run --resume {out} restarts the run from round 0"), stderr  # checkpoint_every 0
     assert not (out / "summary.json").exists() and not (out / "checkpoint.pkl").exists()
     assert not list(out.glob(".cosim-tmp-*"))
+
+
+def test_signal_during_set_up_aborts_at_once_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # a large population: seconds of set-up after the directory is locked, before scenario.yaml
+    proc = cosim("run", SMOKE, *SETS, "--set", "devices.count=1000000",
+                 "--set", "learning.dataset.params.num_train=1000000", "--out", str(out), "--quiet",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / ".cosim-lock").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["cosim: interrupted by SIGTERM during set-up; nothing was run"], stderr
+    assert not out.exists(), "an aborted set-up left a run directory"
