@@ -245,6 +245,11 @@ class World:
             the handovers made (serving cells updated), ping-pongs flagged: a return to
             the cell left at most `ping_pong_window_s` earlier.
         """
+        d, from_cell, to_cell, ping_pong = self._a3(rsrp_dbm, now_s, devices)
+        return [Handover(*h) for h in zip(d.tolist(), from_cell.tolist(), to_cell.tolist(), ping_pong.tolist())]
+
+    def _a3(self, rsrp_dbm: np.ndarray, now_s: float, devices: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """`evaluate_handovers` as arrays: (devices, from cells, to cells, ping-pong flags)."""
         self.now_s = float(now_s)
         ids = np.arange(self.n_devices) if devices is None else np.asarray(devices, dtype=np.int64)
         cols = np.arange(ids.size)
@@ -269,11 +274,10 @@ class World:
         to_cell, from_cell = best[local], serving[local]
         ping_pong = (to_cell == self._previous_cell[d]) & (
             self.now_s - self._left_at_s[d] <= self._ping_pong_window_s + _WINDOW_EPS_S)
-        handovers = [Handover(*h) for h in zip(d.tolist(), from_cell.tolist(), to_cell.tolist(), ping_pong.tolist())]
         self._previous_cell[d] = from_cell
         self._left_at_s[d] = self.now_s
         self.serving_cell[d] = to_cell
-        return handovers
+        return d, from_cell, to_cell, ping_pong
 
     # -- time evolution ---------------------------------------------------------------
     def tick(self, dt_s: float, now_s: float | None = None) -> list[Handover]:
@@ -294,13 +298,15 @@ class World:
         self._refresh(d2d)
         return self.evaluate_handovers(self._rsrp_dbm(), self.now_s + dt_s if now_s is None else now_s)
 
-    def tick_lazy(self, dt_s: float, now_s: float, active: np.ndarray) -> list[Handover]:
+    def tick_lazy(self, dt_s: float, now_s: float, active: np.ndarray) -> tuple[np.ndarray, ...]:
         """A tick that re-evaluates only `active` devices and every `idle_every_ticks`-th idle
         one (a rotating slice, so each idle device every `idle_every_ticks` ticks); the
         others keep their channel, serving cell and A3 timers until their turn. Mobility is
         exact (a device re-evaluated walks the whole time since its last evaluation);
         shadowing takes one AR(1) step over the whole path; fading is redrawn. See README,
-        "Idle devices". `updated_devices`/`updated_dt_s` say whom it re-evaluated.
+        "Idle devices". `updated_devices`/`updated_dt_s` say whom it re-evaluated. Returns
+        the handovers as arrays (devices, from cells, to cells, ping-pong flags): at a
+        million devices there are too many for a `Handover` object each.
         """
         k, n = self.idle_every_ticks, self.n_devices
         self._lazy_ticks += 1
@@ -336,7 +342,7 @@ class World:
         fading_dl = self.fading_dl.redraw_columns(dev, los, ref_dl)
         self.large_scale_loss_db[:, dev] = loss_db
         self.links.update_columns(dev, pl, shadow_db, fading_ul, fading_dl)
-        return self.evaluate_handovers(self._bs_tx_power_dbm - loss_db, now_s, dev)
+        return self._a3(self._bs_tx_power_dbm - loss_db, now_s, dev)
 
     # -- per-device views used by the engine and policies -----------------------------
     def uplink_links(self, cell: int, devices: np.ndarray) -> ShareLinks:

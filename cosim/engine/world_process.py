@@ -34,14 +34,20 @@ def world_process(sim):
         sim._tick_index = next_index  # ticks done so far (a checkpoint resumes after them)
         keep = trace.keeps("handover")
         now = sim.env.now
-        handovers = world.tick_lazy(dt, now, active_devices(sim)) if lazy else world.tick(dt, now)
-        for h in handovers:
-            sim.handovers += 1
-            sim.ping_pongs += h.ping_pong
-            if keep:
-                trace.event(now, sim.rounds_done, h.device, h.to_cell, "handover",
-                            detail=f"{world.cell_names[h.from_cell]}->{world.cell_names[h.to_cell]}"
-                                   + (" ping_pong" if h.ping_pong else ""))
+        if lazy:
+            handovers = world.tick_lazy(dt, now, active_devices(sim))
+            sim.handovers += int(handovers[0].size)
+            sim.ping_pongs += int(np.count_nonzero(handovers[3]))
+            handovers = (zip(*(a.tolist() for a in handovers)) if keep else ())
+        else:
+            handovers = world.tick(dt, now)
+            sim.handovers += len(handovers)
+            sim.ping_pongs += sum(h.ping_pong for h in handovers)
+            handovers = ((h.device, h.from_cell, h.to_cell, h.ping_pong) for h in handovers) if keep else ()
+        for device, from_cell, to_cell, ping_pong in handovers:
+            trace.event(now, sim.rounds_done, device, to_cell, "handover",
+                        detail=f"{world.cell_names[from_cell]}->{world.cell_names[to_cell]}"
+                               + (" ping_pong" if ping_pong else ""))
         if lazy:
             devices = world.updated_devices
             sim.uplink_rate_average.update_devices(devices, world.uplink_full_band_rate_bps(devices),
