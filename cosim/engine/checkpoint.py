@@ -63,7 +63,11 @@ def save_checkpoint(path: Path, state: dict[str, Any], data: Any = None, *, scen
     """Write `state` to `path` atomically (temp file, fsync, rename; a failed write leaves
     the previous checkpoint as it was and no temp file). `data` is written by reference;
     `journal` is the trace journal's (length in bytes, hash chain) at this state."""
-    payload = safe_pickle.dumps(state, data)
+    try:
+        payload = safe_pickle.dumps(state, data)
+    except TypeError as exc:  # a class outside the allow-list (e.g. a plugin's helper class): one line, exit 2
+        first = (str(exc).splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {first}") from None
     header: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "scenario_sha256": scenario_sha256, "run_id": run_id,
         "rounds_done": int(state.get("rounds_done", 0)), "journal_bytes": int(journal[0]),

@@ -360,3 +360,21 @@ def test_every_algorithm_state_is_in_the_allow_list(algorithm: str, tmp_path: Pa
     crashed_run(out, [f"learning.algorithm.name={algorithm}", "fl.rounds=3", "output.checkpoint_every=1"],
                 after_round=1)
     assert load_checkpoint(out / CHECKPOINT_NAME)["rounds_done"] == 1
+
+
+class _PluginHelper:
+    """A class a plugin keeps in its state without registering it."""
+
+
+def test_unregistered_class_in_the_state_is_a_one_line_error(tmp_path: Path) -> None:
+    from cosim.engine.checkpoint import save_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"cannot write the checkpoint: .*_PluginHelper.*allow_class"):
+        save_checkpoint(tmp_path / CHECKPOINT_NAME, {"rounds_done": 1, "helper": _PluginHelper()})
+    assert list(tmp_path.iterdir()) == []
+    safe_pickle.allow_class(_PluginHelper)
+    try:
+        save_checkpoint(tmp_path / CHECKPOINT_NAME, {"rounds_done": 1, "helper": _PluginHelper()})
+        assert isinstance(load_checkpoint(tmp_path / CHECKPOINT_NAME)["helper"], _PluginHelper)
+    finally:
+        safe_pickle._extra_classes.pop(safe_pickle._name(_PluginHelper))
