@@ -39,6 +39,7 @@ from analysis.io import COMPARISON_STEM, read_summary, read_trace, varied_column
 from analysis.table import parse_assignments, time_to_target_s
 from cosim.params import params_overrides
 from cosim.scenario import ScenarioError, load_scenario
+from cosim.scenario.loader import same_resolved_scenario
 from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
 #: Most runs (cells x repeats) of one comparison: every run is validated before any starts.
@@ -272,7 +273,7 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
         run_dir = root / spec.run_dir
         if (run_dir / "summary.json").is_file():
             found = (run_dir / "scenario.yaml").read_text(encoding="utf-8") if (run_dir / "scenario.yaml").is_file() else ""
-            if found != plan.expected_yaml[spec.run_dir]:
+            if not same_resolved_scenario(found, plan.expected_yaml[spec.run_dir]):
                 problems.append(f"{run_dir}: existing run has a different scenario.yaml; remove it or use another --out")
             report.skipped.append(spec.run_dir)
         else:

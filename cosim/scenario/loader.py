@@ -137,6 +137,22 @@ def loads_scenario(
     return validate_scenario(data)
 
 
+def same_resolved_scenario(found_text: str, expected_text: str) -> bool:
+    """Whether two ``scenario.yaml`` texts resolve to the same scenario under today's schema.
+
+    A run written before a key was added lacks that key; loaded now it takes the key's
+    default, which by convention keeps the earlier behaviour, so the run is still the one a
+    grid asks for. Text that no longer validates is not the same scenario.
+    """
+    if found_text == expected_text:
+        return True
+    try:
+        found = loads_scenario(found_text, source="existing scenario.yaml")
+        return found.to_yaml() == loads_scenario(expected_text, source="expected scenario").to_yaml()
+    except ScenarioError:
+        return False
+
+
 def load_scenario(path: str | Path, overrides: Sequence[str | tuple[str, Any]] = ()) -> Scenario:
     """Load, override and validate the scenario file at ``path``.
 

@@ -136,6 +136,17 @@ def test_compare_resumes_and_reruns_only_missing(finished: tuple[Path, list[str]
     assert {p: os.stat(p).st_mtime_ns for p in summaries} == mtimes
     with pytest.raises(CompareError, match="existing run has a different scenario.yaml"):
         compare(SMOKE, ["learning.algorithm=fedavg,local"], out, sets=[*SURROGATE, "fl.rounds=3"], repeats=2)
+    # A run written before a key existed (its default keeps the old behaviour) is the same run.
+    old = out / "cells/fedavg/rep0/scenario.yaml"
+    text = old.read_text(encoding="utf-8")
+    assert "  idle_update_s: null\n" in text
+    old.write_text(text.replace("  idle_update_s: null\n", ""), encoding="utf-8")
+    _, report = compare(SMOKE, ["learning.algorithm=fedavg,local"], out, sets=SURROGATE, repeats=2, workers=1)
+    assert report.executed == [] and len(report.skipped) == 4
+    old.write_text(text.replace("seed: 1\n", "seed: 5\n", 1), encoding="utf-8")  # but not another run
+    with pytest.raises(CompareError, match="existing run has a different scenario.yaml"):
+        compare(SMOKE, ["learning.algorithm=fedavg,local"], out, sets=SURROGATE, repeats=2)
+    old.write_text(text, encoding="utf-8")
     (out / "cells/local/rep1/summary.json").unlink()
     _, report = compare(SMOKE, ["learning.algorithm=fedavg,local"], out, sets=SURROGATE, repeats=3, workers=1)
     assert sorted(report.executed) == ["cells/fedavg/rep2", "cells/local/rep1", "cells/local/rep2"]
