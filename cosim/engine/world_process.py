@@ -26,6 +26,9 @@ def world_process(sim):
     dt = float(sim.scenario.radio.coherence_s)
     world, trace = sim.world, sim.trace
     lazy = world.idle_every_ticks > 1
+    # The DVFS rate average is read only to budget compute against a deadline: lazy ticks
+    # skip it without one (exact ticks keep it, so checkpoints stay as they were).
+    rate_average = not lazy or sim.scenario.fl.deadline_s is not None
     while True:
         # Tick k happens at exactly k*dt (not an accumulated sum), so a resumed run
         # ticks at bit-identical times.
@@ -48,11 +51,11 @@ def world_process(sim):
             trace.event(now, sim.rounds_done, device, to_cell, "handover",
                         detail=f"{world.cell_names[from_cell]}->{world.cell_names[to_cell]}"
                                + (" ping_pong" if ping_pong else ""))
-        if lazy:
+        if lazy and rate_average:
             devices = world.updated_devices
             sim.uplink_rate_average.update_devices(devices, world.uplink_full_band_rate_bps(devices),
                                                    world.updated_dt_s)
-        else:
+        elif not lazy:
             sim.uplink_rate_average.update(world.uplink_full_band_rate_bps(np.arange(sim.n_devices)), dt)
         for scheduler in sim.ul + sim.dl:
             scheduler.channel_changed()

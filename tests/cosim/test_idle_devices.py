@@ -99,3 +99,27 @@ def test_rate_average_update_of_some_devices_is_the_update_of_all_for_them():
     every.update(np.array([4e6, 4e6, 4e6]), 3.0)
     some.update_devices(np.array([0, 2]), np.array([4e6, 4e6]), np.array([3.0, 3.0]))
     np.testing.assert_allclose(some.mean_bps, [every.mean_bps[0], 2e6, every.mean_bps[2]], rtol=1e-12)
+
+
+def test_lazy_run_resumes_byte_identical(tmp_path):
+    import filecmp
+
+    from cosim.engine import resume_simulation
+    from cosim.engine.checkpoint import CHECKPOINT_NAME
+
+    class Crash(Exception):
+        pass
+
+    sets = [*SURROGATE, "devices.count=200", "fl.devices_per_round=20", "fl.rounds=4", "fl.deadline_s=30",
+            "radio.idle_update_s=5", "output.checkpoint_every=1"]
+    run_simulation(load_scenario(URBAN, sets), tmp_path / "ref")
+
+    def crash_in_round_3(progress) -> None:
+        if progress.round == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_simulation(load_scenario(URBAN, sets), tmp_path / "crashed", progress=crash_in_round_3)
+    resume_simulation(tmp_path / "crashed")
+    for name in ("events.csv", "rounds.csv", "devices.csv"):
+        assert filecmp.cmp(tmp_path / "ref" / name, tmp_path / "crashed" / name, shallow=False), name
