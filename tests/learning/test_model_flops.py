@@ -27,7 +27,7 @@ def test_registry_and_output_shape() -> None:
 def test_unknown_config_key_names_key_and_allowed() -> None:
     with pytest.raises(ValueError, match="widht.*allowed keys.*patch_size"):
         build_model({"widht": 3}, (1, 28, 28), 10)
-    with pytest.raises(ValueError, match="not divisible"):
+    with pytest.raises(ValueError, match=r"patch_size 5 does not divide the image size \(28, 28\).*allowed: 1, 2, 4, 7, 14, 28"):
         build_model({"patch_size": 5}, (1, 28, 28), 10)
 
 
