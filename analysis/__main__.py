@@ -62,7 +62,7 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
-    from analysis.paper import collect, compare_commands, load_spec, run_paper
+    from analysis.paper import collect, compare_commands, load_spec, run_paper, write_figures
     from analysis.paper_tables import results_markdown
 
     spec = load_spec(args.spec)
@@ -74,8 +74,9 @@ def _cmd_paper(args: argparse.Namespace) -> int:
         run_paper(spec, args.out, args.workers, log=lambda line: print(line, flush=True))
     meta_path = Path(args.out) / "paper.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    text = results_markdown(collect(spec, args.out), spec.method, spec.target_accuracy,
-                            meta.get("run_wall_s"), meta.get("cpu_count"))
+    frame = collect(spec, args.out)
+    text = results_markdown(frame, spec.method, spec.target_accuracy, meta.get("run_wall_s"),
+                            meta.get("cpu_count"), write_figures(spec, args.out), Path(args.out))
     target = Path(args.out) / "results.md"
     target.write_text(text, encoding="utf-8")
     print(target)
@@ -119,12 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     paper = sub.add_parser("paper", help="run the Results experiments and write results.md",
                            description="Run every (setting, method) of a paper spec as `cosim compare` (finished "
                                        "runs reused), then write OUT/results.md: mean ± 95% CI per method and "
-                                       "paired tests of the spec's method against each other one.")
+                                       "paired tests of the spec's method against each other one, with figures "
+                                       "under OUT/figures/<setting>/.")
     paper.add_argument("--spec", metavar="FILE", default=str(DEFAULT_SPEC), help="paper spec (default analysis/paper.yaml)")
     paper.add_argument("--out", metavar="DIR", required=True, help="directory for the comparisons and results.md")
     paper.add_argument("--workers", metavar="N", type=int, default=1, help="parallel runs per comparison (default 1)")
     paper.add_argument("--dry-run", action="store_true", help="print the cosim compare commands and stop")
-    paper.add_argument("--tables-only", action="store_true", help="write results.md from finished comparisons")
+    paper.add_argument("--tables-only", action="store_true", help="write results.md and the figures from finished comparisons")
     paper.set_defaults(handler=_cmd_paper)
     table.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE]", help="baseline cell for --cells ratios")
     table.set_defaults(handler=_cmd_table)

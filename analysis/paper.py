@@ -16,6 +16,9 @@ which pairs them for the tests in :mod:`analysis.paper_tables`. Then ``OUT/resul
 gets, per setting, mean ± 95 % CI of every metric per method and the paired tests of the
 spec's ``method`` against every other one, and ``OUT/paper.json`` the wall time spent
 running (summed over invocations, so a resumed regeneration reports its whole cost).
+:func:`write_figures` draws, per setting, every method's mean accuracy against simulated
+time and its energy against accuracy, and one round of the spec's method on the network,
+into ``OUT/figures/<setting>/`` (``results.md`` links them).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import yaml
 
 from analysis.io import is_comparison_dir, read_comparison_frame, read_summary
 
-__all__ = ["PaperSpec", "load_spec", "compare_commands", "run_paper", "collect", "DEFAULT_SPEC"]
+__all__ = ["PaperSpec", "load_spec", "compare_commands", "run_paper", "collect", "write_figures", "DEFAULT_SPEC",
+           "FIGURES"]
 
 #: the spec that regenerates the README's Results section
 DEFAULT_SPEC = Path(__file__).with_name("paper.yaml")
@@ -44,6 +48,10 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods"}
 #: summary fields read besides the comparison metrics (PFL-TPS pruning statistics)
 SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets")
+#: figures written per setting by :func:`write_figures` (file stem -> caption)
+FIGURES = {"accuracy_vs_time": "mean test accuracy against simulated time, every method",
+           "energy_vs_accuracy": "cumulative energy of all devices against accuracy, every method",
+           "timeline": "round 0 of the method under test (first seed): download, compute and upload per device"}
 
 
 @dataclass(frozen=True)
@@ -194,3 +202,30 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
 def _summary_value(run_dir: Path, key: str) -> float:
     value = read_summary(run_dir).get(key)
     return float("nan") if value is None else float(value)
+
+
+def write_figures(spec: PaperSpec, out: str | Path) -> dict[str, list[Path]]:
+    """Per setting, the :data:`FIGURES` PNGs under ``OUT/figures/<setting>/`` from finished
+    comparisons (one line per method, its seeds averaged round by round); returns
+    ``{setting: [paths]}``.
+
+    Raises:
+        ValueError: naming the directory when a comparison is missing (as :func:`collect`).
+    """
+    from analysis.plots import collect_series, plot_accuracy_vs_time, plot_energy_vs_accuracy, plot_timeline
+
+    written: dict[str, list[Path]] = {}
+    for setting in spec.settings:
+        directories = [Path(out) / setting / label for label in spec.methods]
+        for directory in directories:
+            if not is_comparison_dir(directory):
+                raise ValueError(f"{directory}: no comparison here; run `python -m analysis paper` "
+                                 f"without --tables-only first")
+        series = collect_series(directories)  # one comparison per method: labelled by its directory name
+        target = Path(out) / "figures" / setting
+        target.mkdir(parents=True, exist_ok=True)
+        first = next(s for s in series if s.label == spec.method).runs[0]
+        written[setting] = [plot_accuracy_vs_time(series, target / "accuracy_vs_time.png"),
+                            plot_energy_vs_accuracy(series, target / "energy_vs_accuracy.png"),
+                            plot_timeline(first, target / "timeline.png", 0)]
+    return written

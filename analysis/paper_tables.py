@@ -16,7 +16,8 @@ Per data setting:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,8 +110,11 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
 
 
 def results_markdown(frame: pd.DataFrame, method: str, target_accuracy: float,
-                     run_wall_s: float | None = None, cpu_count: int | None = None) -> str:
-    """The whole Results text: one section per setting, both tables each."""
+                     run_wall_s: float | None = None, cpu_count: int | None = None,
+                     figures: Mapping[str, Sequence[Path]] | None = None,
+                     figures_root: Path | None = None) -> str:
+    """The whole Results text: one section per setting, both tables each, and the setting's
+    ``figures`` (PNG paths, linked relative to ``figures_root``) when given."""
     parts = []
     if run_wall_s is not None:
         parts.append(f"Runs took {run_wall_s / 60:.1f} min of wall time"
@@ -123,4 +127,7 @@ def results_markdown(frame: pd.DataFrame, method: str, target_accuracy: float,
         n = group.groupby("method", sort=False).size().max()
         parts.append(f"### {setting} ({n} seeds)\n\n{method_table(group)}\n\n"
                      f"`{method}` against each method, paired by seed:\n\n{paired_table(group, method)}")
+        for path in (figures or {}).get(str(setting), []):
+            link = path.relative_to(figures_root) if figures_root is not None else path
+            parts.append(f"![{setting}: {path.stem.replace('_', ' ')}]({link.as_posix()})")
     return "\n\n".join(parts) + "\n"

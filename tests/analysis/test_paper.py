@@ -117,6 +117,9 @@ def test_tiny_paper_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert analysis_main(["paper", "--spec", str(spec), "--out", str(out)]) == 0
     text = (out / "results.md").read_text(encoding="utf-8")
     assert "### iid (2 seeds)" in text and "| local | 2/2 |" in text
+    for stem in ("accuracy_vs_time", "energy_vs_accuracy", "timeline"):  # linked, relative to results.md
+        assert f"](figures/iid/{stem}.png)" in text
+        assert (out / "figures" / "iid" / f"{stem}.png").stat().st_size > 5000
     frame = collect(load_spec(spec), out)
     assert sorted(frame["seed"].unique()) == [1, 2]  # both methods on the same seeds
     assert (frame.groupby("method")["seed"].apply(sorted).tolist() == [[1, 2], [1, 2]])
