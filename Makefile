@@ -25,7 +25,7 @@ define install
 	$(BIN)/pip install --quiet -e '.$(if $(strip $(1)),[$(strip $(1))])'
 endef
 
-.PHONY: run test paper venv clean
+.PHONY: run test paper paper-quick venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ test: $(TEST_STAMP)
 PAPER_WORKERS ?= 2
 paper: $(RUN_STAMP)
 	$(BIN)/python -m analysis paper --out runs/paper --workers $(PAPER_WORKERS)
+
+# The 3-seed subset the README's tables come from today (analysis/paper_quick.yaml).
+paper-quick: $(RUN_STAMP)
+	$(BIN)/python -m analysis paper --spec analysis/paper_quick.yaml --out runs/paper_quick --workers $(PAPER_WORKERS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
