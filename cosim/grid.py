@@ -39,6 +39,7 @@ from analysis.io import COMPARISON_STEM, read_summary, read_trace, varied_column
 from analysis.table import parse_assignments, time_to_target_s
 from cosim.params import params_overrides
 from cosim.scenario import ScenarioError, load_scenario
+from cosim.scenario.components import algorithm_param_problems
 from cosim.scenario.loader import same_resolved_scenario
 from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
@@ -202,10 +203,12 @@ def build_plan(
         try:
             resolved = load_scenario(scenario, [*sets, *cell_overrides])
             tuned = params_overrides(params or {}, resolved.learning.algorithm.name)
-            seed = load_scenario(scenario, [*sets, *tuned, *cell_overrides]).seed if tuned else resolved.seed
+            full = load_scenario(scenario, [*sets, *tuned, *cell_overrides]) if tuned else resolved
         except ScenarioError as exc:
             problems.extend(p for p in exc.problems if p not in problems)
             continue
+        problems.extend(f"cell {', '.join(cell_overrides) or 'base'}: {p}" for p in algorithm_param_problems(full))
+        seed = full.seed
         for k in range(repeats):
             overrides = (*sets, *tuned, *cell_overrides, f"seed={seed + k}")
             run_dir = f"cells/{slug}/rep{k}"

@@ -185,6 +185,18 @@ def _partition(scenario: Any, n_train: int, num_classes: int, problems: list[str
     _attempt(problems, lambda: function(labels, devices, rng=rng, **params), locate)
 
 
+def algorithm_param_problems(scenario: Any) -> list[str]:
+    """The problems of ``learning.algorithm.params`` alone, each naming its key (cheap: no
+    data, model or network is built; ``cosim compare`` checks every cell with it up front)."""
+    from learning.algorithms import ALGORITHMS
+
+    params = dict(scenario.learning.algorithm.params)
+    problems: list[str] = []
+    _attempt(problems, lambda: ALGORITHMS[scenario.learning.algorithm.name].resolve_params(params),
+             lambda m: _key_path("learning.algorithm.params", m, params))
+    return problems
+
+
 def _learning(scenario: Any, problems: list[str]) -> None:
     from learning.algorithms import ALGORITHMS
     from learning.models import resolve_model_config
@@ -195,8 +207,7 @@ def _learning(scenario: Any, problems: list[str]) -> None:
     params = dict(lr.algorithm.params)
     bad = len(problems)
     _attempt(problems, lambda: resolve_model_config(model), lambda m: _key_path("learning.model", m, model))
-    _attempt(problems, lambda: algorithm.resolve_params(params),
-             lambda m: _key_path("learning.algorithm.params", m, params))
+    problems.extend(algorithm_param_problems(scenario))
     if lr.holdout_devices and not getattr(algorithm, "holdout_supported", True):
         problems.append(f"learning.holdout_devices: {lr.holdout_devices} held-out devices need a way to fit a new "
                         f"device, which {lr.algorithm.name} does not have ({algorithm.holdout_unsupported})")

@@ -87,6 +87,24 @@ def test_invalid_cells_fail_before_anything_runs(tmp_path: Path) -> None:
         build_plan(SMOKE, ["fl.selection=random"], SURROGATE, baseline="fl.selection=x")
 
 
+def test_bad_algorithm_params_in_a_cell_fail_before_anything_runs(tmp_path: Path) -> None:
+    # a value the schema accepts but the cell's algorithm rejects: found by planning, not by a
+    # worker after the data is loaded (the runs used to start, then fail one by one)
+    out = tmp_path / "cmp"
+    with pytest.raises(ScenarioError) as info:
+        compare(SMOKE, ["learning.algorithm=fedavg,local", "learning.algorithm.params.lr=-1,0.01"], out,
+                sets=SURROGATE)
+    assert info.value.problems == [
+        "cell learning.algorithm.name=fedavg, learning.algorithm.params.lr=-1: "
+        "learning.algorithm.params.lr: lr must be > 0, got -1",
+        "cell learning.algorithm.name=local, learning.algorithm.params.lr=-1: "
+        "learning.algorithm.params.lr: lr must be > 0, got -1",
+    ]
+    assert not out.exists()
+    with pytest.raises(ScenarioError, match="learning.algorithm.params: unknown fedavg parameter 'lrr'"):
+        build_plan(SMOKE, ["learning.algorithm.params.lrr=0.1"], SURROGATE)
+
+
 def test_cli_compare_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["compare", SMOKE, "--vary", "fl.rounds=1,0", "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err == "cosim: error: fl.rounds: 0 must be >= 1\n"
