@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after selecting the backend
 import numpy as np  # noqa: E402
+from cycler import cycler  # noqa: E402 - matplotlib's own dependency
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -106,6 +107,9 @@ def run_name(run: Path) -> str:
 
 def _figure() -> tuple[Figure, Axes]:
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    # 10 colours, solid first, then dashed and dotted: up to 30 series stay distinguishable
+    # (the default cycle repeats its first colour at the 11th line)
+    ax.set_prop_cycle(cycler(linestyle=["-", "--", ":"]) * cycler(color=plt.get_cmap("tab10").colors))
     return fig, ax
 
 

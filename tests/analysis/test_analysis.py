@@ -243,3 +243,17 @@ def test_map_legend_fits_inside_the_figure(run_dir: Path, tmp_path: Path) -> Non
     assert "base station a_rather_long_base_station_name_west" in labels
     assert (round(fig.bbox.width), round(fig.bbox.height)) == (WIDTH_PX, HEIGHT_PX)
     plt.close(fig)
+
+
+def test_eleven_series_get_eleven_distinct_line_styles() -> None:
+    # the default cycle gave the 11th method the first method's colour (paper figures have 11)
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import _figure
+
+    fig, ax = _figure()
+    lines = [ax.plot([0, 1], [k, k + 1])[0] for k in range(11)]
+    styles = {(line.get_color(), line.get_linestyle()) for line in lines}
+    assert len(styles) == 11
+    assert [line.get_linestyle() for line in lines[:10]] == ["-"] * 10  # up to 10 series: as before
+    plt.close(fig)
