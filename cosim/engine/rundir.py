@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cosim.scenario.paths import ALLOWED, escapes_runs
 from cosim.trace import TMP_PREFIX, write_json_atomic
 
 MARKER_NAME = ".cosim-run.json"
@@ -77,10 +78,9 @@ def check_location(out_dir: Path, explicit: bool, scenario_file: str | Path | No
     """Refuse directories no run may write into (see the module docstring)."""
     shown = str(out_dir)
     if not explicit:
-        parts = Path(os.path.normpath(out_dir)).parts
-        if out_dir.is_absolute() or ".." in Path(out_dir).parts or not parts or parts[0] != "runs" or len(parts) < 2:
+        if escapes_runs(out_dir):
             raise RunDirError(f"output directory {shown!r} (from the scenario's name/output.directory) is not inside "
-                              "runs/; give a directory outside runs/ explicitly with --out")
+                              f"runs/ ({ALLOWED})")
     target = out_dir.resolve()
     cwd = Path.cwd().resolve()
     home = Path.home().resolve()
@@ -117,12 +117,16 @@ class RunDir:
     def start(self) -> str:
         """A fresh run begins: delete an earlier run's files (cosim's own names only) and
         write this run's marker; return its new run id."""
-        _clear(self.path)
+        self.clear()
         self.run_id = uuid.uuid4().hex
         write_json_atomic(self.path / MARKER_NAME, {"cosim_run": 1, "run_id": self.run_id,
                                                     "scenario_sha256": self.scenario_hash,
                                                     "created_unix_s": time.time()})
         return self.run_id
+
+    def clear(self) -> None:
+        """Delete an earlier run's files (cosim's own names only; never the lock)."""
+        _clear(self.path)
 
     def abandon(self, remove_dir: bool) -> None:
         """The run never started (its set-up failed): drop the lock file this run created and,
@@ -251,6 +255,9 @@ def acquire_resume(run_dir: Path) -> tuple[RunDir, dict[str, Any]]:
         raise RunDirError(f"{directory}: no such run directory")
     marker = read_marker(directory)
     if marker is None:
+        if {p.name for p in directory.iterdir()} <= {LOCK_NAME}:  # killed while setting up, before its marker
+            raise RunDirError(f"{directory}: nothing to resume: the run stopped before it started; run the "
+                              f"scenario again with --out {directory}")
         if (directory / "scenario.yaml").is_file():
             raise RunDirError(f"{directory}: no {MARKER_NAME}: not a run directory of this cosim version; "
                               "run the scenario again")

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from cosim.scenario import registries
+from cosim.scenario.paths import directory_problems
 from cosim.scenario.text import short_repr
 
 #: ``float`` fields also accept YAML ints; the validator makes them real floats.
@@ -541,6 +542,7 @@ class Scenario(StrictModel):
             for axis, value, limit in (("x_m", cell.x_m, self.area.width_m), ("y_m", cell.y_m, self.area.height_m)):
                 if not 0.0 <= value <= limit:
                     problems.append((f"cells.{index}.{axis}", f"{fmt_value(value)} outside the area [0, {fmt_value(limit)}]"))
+        problems += directory_problems(self.output.directory, self.name)
         _cross(problems)
         return self
 

@@ -140,6 +140,25 @@ def test_scenario_directories_escaping_runs_are_refused(sets, fragment, tmp_path
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.parametrize("directory", ["../../../../etc/x", "runs/../..", "/etc/cosim-x", "runs", "elsewhere/runs/x"])
+def test_validate_refuses_a_scenario_file_directory_escaping_runs(directory: str, tmp_path: Path, capsys) -> None:
+    scenario = tmp_path / "escaping.yaml"
+    scenario.write_text(SMOKE.read_text().replace("directory: runs/smoke", f"directory: {directory}"))
+    for command in (["validate", str(scenario)], ["run", str(scenario), "--quiet", "--out", str(tmp_path / "ok")]):
+        code = cli.main(command)
+        assert_refused(code, capsys.readouterr().err.strip().splitlines(), f"output.directory: {directory!r}",
+                       "not inside runs/", "runs/NAME", "--out")
+    assert sorted(os.listdir(tmp_path)) == ["escaping.yaml"]  # nothing written, not even with --out
+
+
+def test_validate_refuses_a_name_escaping_runs_and_accepts_runs_paths(capsys) -> None:
+    assert cli.main(["validate", str(SMOKE), "--set", "output.directory=null", "--set", "name=.."]) == 2
+    assert_refused(2, capsys.readouterr().err.strip().splitlines(), "name: '..'", "'runs/..'", "not inside runs/")
+    for directory in ("runs/x", "runs/a/b", "./runs/x"):
+        assert cli.main(["validate", str(SMOKE), "--set", f"output.directory={directory}"]) == 0
+        assert "ok" in capsys.readouterr().out
+
+
 def test_absolute_directory_given_with_out_is_accepted(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run_cli(capsys, str(SMOKE), "--out", str(tmp_path / "elsewhere"))[0] == 0
@@ -222,11 +241,14 @@ def _crash_at(round_number: int):
     return progress
 
 
-def test_directory_left_before_scenario_yaml_is_reusable(tmp_path: Path, capsys) -> None:
-    # killed between creating the directory (marker, lock) and writing scenario.yaml
+@pytest.mark.parametrize("left", ["lock", "marker_and_lock"])
+def test_directory_left_before_scenario_yaml_is_reusable(left: str, tmp_path: Path, capsys) -> None:
+    # killed between creating the directory and writing scenario.yaml: during set-up only the
+    # lock exists (what a SIGKILL there leaves), then briefly the marker too
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".cosim-run.json").write_text('{"cosim_run": 1, "run_id": "x", "scenario_sha256": "y"}')
+    if left == "marker_and_lock":
+        (out / ".cosim-run.json").write_text('{"cosim_run": 1, "run_id": "x", "scenario_sha256": "y"}')
     (out / ".cosim-lock").write_text("123\n")
     code = cli.main(["run", "--resume", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
