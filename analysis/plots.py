@@ -98,10 +98,14 @@ def mean_rounds(runs: Sequence[Path]) -> pd.DataFrame:
 
 
 def run_name(run: Path) -> str:
-    """Short name of a run: ``<cell>/<repN>`` inside a comparison, else the directory name."""
+    """Short name of a run: ``<cell>/<repN>`` inside a comparison (``<comparison>/<repN>``
+    when nothing was varied, whose only cell is ``base``), else the directory name."""
     resolved = run.resolve()
     if resolved.name.startswith("rep") and resolved.parent.parent.name == "cells":
-        return f"{resolved.parent.name}/{resolved.name}"
+        cell = resolved.parent.name
+        if cell == "base" and resolved.parent.parent.parent.name:
+            cell = resolved.parent.parent.parent.name
+        return f"{cell}/{resolved.name}"
     return resolved.name
 
 

@@ -257,3 +257,11 @@ def test_eleven_series_get_eleven_distinct_line_styles() -> None:
     assert len(styles) == 11
     assert [line.get_linestyle() for line in lines[:10]] == ["-"] * 10  # up to 10 series: as before
     plt.close(fig)
+
+
+def test_run_name_of_a_comparison_without_varied_keys_names_the_comparison(tmp_path: Path) -> None:
+    from analysis.plots import run_name
+
+    assert run_name(tmp_path / "pfl_tps" / "cells" / "base" / "rep0") == "pfl_tps/rep0"  # was base/rep0
+    assert run_name(tmp_path / "cmp" / "cells" / "fedavg__random" / "rep2") == "fedavg__random/rep2"
+    assert run_name(tmp_path / "my_run") == "my_run"
