@@ -1,6 +1,8 @@
 """Trace at scale: event levels (``output.events``) keep exactly the events they name and
 leave everything else of a run unchanged; the bulk devices table equals the row-by-row
-one byte for byte; importing the trace module does not import pyarrow."""
+one byte for byte, and a run writes it in bulk (the same work for 30 as for 600 devices:
+linear, where a per-device loop was quadratic); importing the trace module does not
+import pyarrow."""
 
 from __future__ import annotations
 
@@ -81,3 +83,41 @@ def test_trace_module_imports_without_pyarrow() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"
+
+
+def _device_table_work(tmp_path: Path, n_devices: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """(reads of the all-device positions copy, per-device row calls) while a finished run of
+    ``n_devices`` writes its run directory."""
+    from cosim.engine.outputs import write_run
+    from cosim.engine.simulation import Simulation
+
+    scenario = load_scenario(ROOT / "scenarios" / "smoke.yaml", [
+        f"devices.count={n_devices}", "fl.rounds=1", "fl.devices_per_round=2", "learning.mode=surrogate",
+        f"learning.dataset.params.num_train={20 * n_devices}", "output.formats=[parquet]"])
+    sim = Simulation(scenario)
+    sim.run()
+    counts = {"positions": 0, "rows": 0}
+    mobility = type(sim.world.mobility)
+    read_positions = mobility.positions_m.fget
+    write_row = TraceRecorder.device_row
+
+    def counted_positions(self):
+        counts["positions"] += 1
+        return read_positions(self)
+
+    def counted_row(self, **row):
+        counts["rows"] += 1
+        return write_row(self, **row)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mobility, "positions_m", property(counted_positions))
+        patch.setattr(TraceRecorder, "device_row", counted_row)
+        write_run(sim, tmp_path / f"run{n_devices}", None, 0.0)
+    assert len(pq.read_table(tmp_path / f"run{n_devices}" / "devices.parquet")) == n_devices
+    return counts["positions"], counts["rows"]
+
+
+def test_device_table_is_written_in_bulk_whatever_the_population(tmp_path: Path, monkeypatch) -> None:
+    # #18: a per-device loop copied all positions per device (O(N^2): 400k devices took 154 s)
+    small, large = _device_table_work(tmp_path, 30, monkeypatch), _device_table_work(tmp_path, 600, monkeypatch)
+    assert small == large and small[0] <= 2 and small[1] == 0, (small, large)
