@@ -123,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             result = api.run(args.scenario, out=args.out or None, overrides=args.set, progress=not args.quiet,
                              command=args.rerun, overwrite=args.overwrite, params=args.params or None)
     except RunInterrupted as stop:
-        print(f"cosim: {stop}", file=sys.stderr)
+        print(f"cosim: {escape_controls(str(stop))}", file=sys.stderr)
         return getattr(stop, "exit_status", EXIT_INTERRUPTED)
     for line in _summary_lines(result.path, result.summary):
         print(line)
@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            return _error(f"{exc.filename}: {exc.strerror}", sys.stderr)
+            return _error(f"{escape_controls(str(exc.filename))}: {exc.strerror}", sys.stderr)
         key = None if isinstance(exc, ScenarioError) else _scenario_key(exc)
         if key is not None:
             lines = str(exc).splitlines() or [type(exc).__name__]

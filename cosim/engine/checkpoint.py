@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cosim.engine import safe_pickle
+from cosim.scenario.text import escape_controls
 from cosim.trace import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pkl"
@@ -48,7 +49,11 @@ _MAX_HEADER_BYTES = 4096
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: corrupt, truncated, foreign, or of another format."""
+    """A checkpoint that cannot be used: corrupt, truncated, foreign, or of another format.
+    The message is one line (control characters in a path are escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape_controls(str(message)))
 
 
 def _digest(header: dict[str, Any], payload: bytes) -> str:

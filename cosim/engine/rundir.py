@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cosim.scenario.paths import ALLOWED, escapes_runs
+from cosim.scenario.text import escape_controls
 from cosim.trace import TMP_PREFIX, write_json_atomic
 
 MARKER_NAME = ".cosim-run.json"
@@ -47,7 +48,11 @@ OWN_FILES = frozenset({
 
 
 class RunDirError(ValueError):
-    """A run directory cosim must not (or cannot now) write into."""
+    """A run directory cosim must not (or cannot now) write into. The message is one line:
+    control characters in it (a directory name holding a newline or an escape) are escaped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape_controls(str(message)))
 
 
 def scenario_sha256(scenario) -> str:

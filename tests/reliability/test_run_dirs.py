@@ -118,6 +118,19 @@ def test_dangerous_out_directories_are_refused(target: str, tmp_path: Path, caps
     assert (work / "results.tmp-1").read_text() == "mine" and sorted(os.listdir(work)) == ["results.tmp-1"]
 
 
+def test_control_characters_in_a_run_directory_name_stay_on_one_line(tmp_path: Path, capsys) -> None:
+    # #18: keys/values with newlines or ANSI escapes must not split error lines or recolour the terminal
+    out = tmp_path / "a\nb\x1b[31mred"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, err = run_cli(capsys, str(SMOKE), "--out", str(out))
+    assert_refused(code, err, "a\\nb\\x1b[31mred", "not a cosim run directory")
+    code = cli.main(["run", "--resume", str(out), "--quiet"])
+    resumed = capsys.readouterr().err.strip().splitlines()
+    assert_refused(code, resumed, "a\\nb\\x1b[31mred", "not a run directory")
+    assert "\x1b" not in err[0] + resumed[0]
+
+
 def test_file_system_root_is_refused() -> None:
     # checked on the function, so that a regression cannot write a run into / during the tests
     from cosim.engine.rundir import RunDirError, check_location

@@ -76,7 +76,8 @@ def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
     assert not list(out.glob(".cosim-tmp-*"))
 
 
-def test_signal_during_set_up_aborts_at_once_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])  # SIGINT: a first Ctrl-C
+def test_signal_during_set_up_aborts_at_once_and_writes_nothing(tmp_path: Path, signum: int, status: int) -> None:
     out = tmp_path / "run"
     # a large population: seconds of set-up after the directory is locked, before scenario.yaml
     proc = cosim("run", SMOKE, *SETS, "--set", "devices.count=1000000",
@@ -86,8 +87,9 @@ def test_signal_during_set_up_aborts_at_once_and_writes_nothing(tmp_path: Path) 
     while not (out / ".cosim-lock").exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
-    assert stderr.strip().splitlines() == ["cosim: interrupted by SIGTERM during set-up; nothing was run"], stderr
+    assert proc.returncode == status, stderr
+    name = signal.Signals(signum).name
+    assert stderr.strip().splitlines() == [f"cosim: interrupted by {name} during set-up; nothing was run"], stderr
     assert not out.exists(), "an aborted set-up left a run directory"
