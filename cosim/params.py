@@ -84,11 +84,12 @@ def check_params(data: Any, source: str) -> TunedParams:
 
 
 def read_params_file(path: str | Path) -> TunedParams:
-    """Read and validate one tuned-parameter YAML file."""
-    from cosim.scenario.yaml_safe import parse_yaml
+    """Read and validate one tuned-parameter YAML file (read like a scenario file: the same
+    size cap, regular files and pipes only, bounded YAML)."""
+    from cosim.scenario.yaml_safe import parse_yaml, read_scenario_text
 
     file = Path(path)
-    text = file.read_text(encoding="utf-8")  # OSError names the file
+    text = read_scenario_text(file)  # one-line ScenarioError naming the file
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:

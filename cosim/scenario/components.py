@@ -265,6 +265,22 @@ _PASSED: dict[str, None] = {}
 _PASSED_MAX = 64
 
 
+def _availability(scenario: Any, problems: list[str]) -> None:
+    """An availability trace must be readable now (``run`` reads it first thing): a missing
+    file, a device file, missing columns or a bad row is named at validation."""
+    av = scenario.devices.availability
+    if av.model != "trace" or av.path is None:
+        return
+    from cosim.engine.availability import read_trace
+
+    try:
+        read_trace(av.path)
+    except (ValueError, OSError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        key = "devices.availability.path"
+        problems.append(first if first.startswith(key) else f"{key}: {av.path}: {first}")
+
+
 def check_components(scenario: Any) -> None:
     """Build every pluggable part of ``scenario`` once; raise ``ScenarioError`` naming each bad key.
 
@@ -276,7 +292,7 @@ def check_components(scenario: Any) -> None:
     if key is not None and key in _PASSED:
         return
     problems: list[str] = []
-    for check in (_cells, _mobility, _fading, _learning, _execution):
+    for check in (_cells, _mobility, _fading, _availability, _learning, _execution):
         check(scenario, problems)
     if problems:
         raise ScenarioError(problems)

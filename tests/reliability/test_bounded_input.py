@@ -257,3 +257,33 @@ def test_control_characters_in_values_and_file_names_are_escaped(capsys, tmp_pat
     assert "odd\\nname\\x1b[31m.yaml: no such file" in line
     line = _one_line_error(["validate", str(SMOKE), "--set", "x\x1b[2J"], capsys)
     assert "--set x\\x1b[2J: expected KEY.PATH=VALUE" in line
+
+
+# ---- tuned-parameter files (--params) are read like scenarios ------------------------------
+
+
+def test_params_file_over_the_cap_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv(MAX_SCENARIO_BYTES_ENV, "4096")
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("fedavg: {lr: 0.01}\n" + "#" * 4096 + "\n")
+    line = _one_line_error(["run", str(SMOKE), "--params", str(tuned), "--out", str(tmp_path / "run"), "--quiet"],
+                           capsys)
+    assert str(tuned) in line and "4096-byte cap" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_params_device_file_is_refused_at_once(device: str, tmp_path: Path, capsys) -> None:
+    # before, --params /dev/zero read without end (a hang that filled memory)
+    if not Path(device).exists():
+        pytest.skip(f"no {device}")
+    line = _one_line_error(["run", str(SMOKE), "--params", device, "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert f"{device}: is a character device, expected a YAML file" in line
+
+
+def test_params_file_duplicate_keys_are_one_line(tmp_path: Path, capsys) -> None:
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("fedavg: {lr: 0.01}\nfedavg: {lr: 0.02}\n")
+    line = _one_line_error(["run", str(SMOKE), "--params", str(tuned), "--out", str(tmp_path / "run"), "--quiet"],
+                           capsys)
+    assert str(tuned) in line and "duplicate key" in line

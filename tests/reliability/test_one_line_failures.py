@@ -141,3 +141,16 @@ def test_area_beyond_the_pathloss_range_is_an_error(capsys) -> None:
     assert "cells.0.pathloss: umi is defined up to 5000 m (2-D), but the area's farthest corner is 5900 m" in line
     rma = [s.replace("umi", "rma") for s in sets]
     assert cli.main(["validate", SMOKE, *(a for s in rma for a in ("--set", s))]) == 0
+
+
+@pytest.mark.parametrize("content", [None, "device,start_s\n0,1\n", "device,start_s,end_s\n0,5,2\n"])
+def test_validate_checks_the_availability_trace_run_reads(content, tmp_path: Path, capsys) -> None:
+    # #18: validate checks what run will need; a missing or bad trace file used to pass validate
+    trace = tmp_path / "trace.csv"
+    if content is not None:
+        trace.write_text(content)
+    sets = ["learning.mode=surrogate", f"devices.availability={{model: trace, path: '{trace}'}}"]
+    line = _one_line(cli.main(["validate", SMOKE, *(a for s in sets for a in ("--set", s))]), capsys.readouterr().err)
+    assert line.startswith("cosim: error: devices.availability.path: ") and str(trace) in line
+    trace.write_text("device,start_s,end_s\n0,0,5\n")
+    assert cli.main(["validate", SMOKE, *(a for s in sets for a in ("--set", s))]) == 0
