@@ -399,6 +399,9 @@ def compare(
             raise ScenarioError("--backend ray: needs Ray, which is not installed (pip install 'cosim[ray]'; "
                                 "or --backend local)")
     plan = build_plan(scenario, vary, sets, repeats, baseline, params)
+    from cosim.engine.rundir import check_grid_out
+
+    check_grid_out(Path(out), scenario)  # cosim's own comparison directory, or a new one
     Path(out).mkdir(parents=True, exist_ok=True)
     report = run_plan(plan, out, workers, log, backend=backend, address=address)
     write_comparison(plan, out, collect_rows(plan, out, target_accuracy), target_accuracy)

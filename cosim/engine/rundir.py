@@ -108,6 +108,24 @@ def check_location(out_dir: Path, explicit: bool, scenario_file: str | Path | No
                               "overwrite it; name a new directory")
 
 
+def check_grid_out(out_dir: Path, scenario_file: str | Path | None = None) -> None:
+    """Refuse a ``compare``/``tune`` output directory cosim must not write into: the
+    locations of :func:`check_location` (``/``, home, the current directory or a parent, a
+    project, the input scenario's folder) and a non-empty directory that is not a
+    comparison (neither ``cells/`` nor ``comparison.json``: its ``comparison.csv`` would be
+    replaced). Each run directory under ``cells/`` is then claimed on its own."""
+    directory = Path(out_dir)
+    check_location(directory, explicit=True, scenario_file=scenario_file)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise RunDirError(f"--out {directory}: exists and is not a directory")
+    names = {p.name for p in directory.iterdir()}
+    if names and not names & {"cells", "comparison.json"}:
+        raise RunDirError(f"--out {directory}: not empty and not a comparison directory (no cells/ or "
+                          "comparison.json); refusing to write into it; choose a new or empty directory")
+
+
 class RunDir:
     """An acquired run directory: its lock is held until `release` (or process exit)."""
 
