@@ -10,8 +10,6 @@ a stand-in for the ``ray`` module that runs the real task (``run_remote``) in-pr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,16 +22,6 @@ from cosim.grid import CompareError, build_plan, compare
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "scenarios" / "smoke.yaml"
 SETS = ["learning.mode=surrogate", "fl.rounds=2", "output.formats=[parquet]"]
-
-HOLD_LOCK = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-fcntl.flock(fd, fcntl.LOCK_EX)
-os.write(fd, str(os.getpid()).encode())
-print("locked", flush=True)
-time.sleep(60)
-"""
-
 
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
@@ -62,23 +50,17 @@ def test_write_run_files_refuses_a_foreign_directory(files, tmp_path: Path) -> N
     assert snapshot(cell) == before
 
 
-def test_write_run_files_fails_at_once_on_a_locked_directory(files, tmp_path: Path) -> None:
+def test_write_run_files_fails_at_once_on_a_locked_directory(files, tmp_path: Path, lock_holder) -> None:
     cell = tmp_path / "cell"
     grid_ray.write_run_files(cell, files)
     (cell / "summary.json").unlink()  # an unfinished run another process is working on
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(cell / ".cosim-lock")], stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        before = snapshot(cell)
-        started = time.monotonic()
-        with pytest.raises(RunDirError, match=f"another cosim process \\(pid {holder.pid}\\)"):
-            grid_ray.write_run_files(cell, files)
-        assert time.monotonic() - started < 20  # at once, not after waiting for the holder
-        assert snapshot(cell) == before
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(cell / ".cosim-lock")
+    before = snapshot(cell)
+    started = time.monotonic()
+    with pytest.raises(RunDirError, match=f"another cosim process \\(pid {holder.pid}\\)"):
+        grid_ray.write_run_files(cell, files)
+    assert time.monotonic() - started < 20  # at once, not after waiting for the holder
+    assert snapshot(cell) == before
 
 
 def test_write_run_files_replaces_an_earlier_run_marker_first_summary_last(files, tmp_path: Path, monkeypatch) -> None:

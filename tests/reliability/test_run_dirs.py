@@ -180,40 +180,24 @@ def test_absolute_directory_given_with_out_is_accepted(tmp_path: Path, capsys, m
 
 
 # ----------------------------------------------------------------------------- the lock
-HOLD_LOCK = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-fcntl.flock(fd, fcntl.LOCK_EX)
-os.write(fd, str(os.getpid()).encode())
-print("locked", flush=True)
-time.sleep(60)
-"""
-
-
 @pytest.mark.parametrize("kind", ["fresh", "resume", "overwrite"])
-def test_second_process_into_a_locked_directory_fails_at_once(kind: str, tmp_path: Path, capsys) -> None:
+def test_second_process_into_a_locked_directory_fails_at_once(kind: str, tmp_path: Path, capsys, lock_holder) -> None:
     out = tmp_path / "run"
     assert run_cli(capsys, str(SMOKE), "--out", str(out), sets=[*SETS, "output.checkpoint_every=1"])[0] == 0
     if kind != "overwrite":
         (out / "summary.json").unlink()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out / ".cosim-lock")], stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        before = snapshot(out)
-        started = time.monotonic()
-        if kind == "resume":
-            code = cli.main(["run", "--resume", str(out), "--quiet"])
-            err = capsys.readouterr().err.strip().splitlines()
-        else:
-            code, err = run_cli(capsys, str(SMOKE), "--out", str(out), *(["--overwrite"] if kind == "overwrite" else []),
-                                sets=[*SETS, "output.checkpoint_every=1"])
-        assert_refused(code, err, "another cosim process", f"pid {holder.pid}")
-        assert time.monotonic() - started < 20  # at once, not after waiting for the holder
-        assert snapshot(out) == before
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(out / ".cosim-lock")
+    before = snapshot(out)
+    started = time.monotonic()
+    if kind == "resume":
+        code = cli.main(["run", "--resume", str(out), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+    else:
+        code, err = run_cli(capsys, str(SMOKE), "--out", str(out), *(["--overwrite"] if kind == "overwrite" else []),
+                            sets=[*SETS, "output.checkpoint_every=1"])
+    assert_refused(code, err, "another cosim process", f"pid {holder.pid}")
+    assert time.monotonic() - started < 20  # at once, not after waiting for the holder
+    assert snapshot(out) == before
 
 
 def test_concurrent_runs_into_one_directory_one_wins(tmp_path: Path) -> None:
@@ -290,21 +274,15 @@ def test_overwritten_run_killed_before_its_first_checkpoint_never_resumes_the_ol
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
-def test_compare_worker_into_a_locked_cell_fails_that_cell_only(tmp_path: Path) -> None:
+def test_compare_worker_into_a_locked_cell_fails_that_cell_only(tmp_path: Path, lock_holder) -> None:
     from cosim.grid import CompareError, compare
 
     out = tmp_path / "cmp"
     cell = out / "cells" / "local" / "rep0"
     cell.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(cell / ".cosim-lock")], stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(CompareError, match=f"cells/local/rep0: RunDirError: .*another cosim process \\(pid "
-                                               f"{holder.pid}\\)"):
-            compare(str(SMOKE), ["learning.algorithm=fedavg,local"], out, sets=SETS, repeats=1, workers=1)
-        assert (out / "cells" / "fedavg" / "rep0" / "summary.json").is_file()
-        assert sorted(os.listdir(cell)) == [".cosim-lock"]
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(cell / ".cosim-lock")
+    with pytest.raises(CompareError, match=f"cells/local/rep0: RunDirError: .*another cosim process \\(pid "
+                                           f"{holder.pid}\\)"):
+        compare(str(SMOKE), ["learning.algorithm=fedavg,local"], out, sets=SETS, repeats=1, workers=1)
+    assert (out / "cells" / "fedavg" / "rep0" / "summary.json").is_file()
+    assert sorted(os.listdir(cell)) == [".cosim-lock"]
