@@ -172,6 +172,19 @@ def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
     return float(meta.get("run_wall_s", 0.0))
 
 
+def comparison_dir(out: str | Path, setting: str, label: str) -> Path:
+    """``OUT/<setting>/<label>``, the finished comparison of one method on one setting.
+
+    Raises:
+        ValueError: naming the directory when no comparison is there.
+    """
+    directory = Path(out) / setting / label
+    if not is_comparison_dir(directory):
+        raise ValueError(f"{directory}: no comparison here; run `python -m analysis paper` "
+                         f"without --tables-only first")
+    return directory
+
+
 def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
     """One row per setting, method and repeat: ``setting``, ``method``, ``repeat``, ``seed``,
     the comparison metrics and :data:`SUMMARY_EXTRAS` (NaN where a run lacks them).
@@ -182,10 +195,7 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
     frames = []
     for setting in spec.settings:
         for label in spec.methods:
-            directory = Path(out) / setting / label
-            if not is_comparison_dir(directory):
-                raise ValueError(f"{directory}: no comparison here; run `python -m analysis paper` "
-                                 f"without --tables-only first")
+            directory = comparison_dir(out, setting, label)
             frame = read_comparison_frame(directory)
             if len(frame) < spec.repeats:
                 raise ValueError(f"{directory}: {len(frame)} of {spec.repeats} repeats finished")
@@ -210,17 +220,13 @@ def write_figures(spec: PaperSpec, out: str | Path) -> dict[str, list[Path]]:
     ``{setting: [paths]}``.
 
     Raises:
-        ValueError: naming the directory when a comparison is missing (as :func:`collect`).
+        ValueError: naming the directory when a comparison is missing (:func:`comparison_dir`).
     """
     from analysis.plots import collect_series, plot_accuracy_vs_time, plot_energy_vs_accuracy, plot_timeline
 
     written: dict[str, list[Path]] = {}
     for setting in spec.settings:
-        directories = [Path(out) / setting / label for label in spec.methods]
-        for directory in directories:
-            if not is_comparison_dir(directory):
-                raise ValueError(f"{directory}: no comparison here; run `python -m analysis paper` "
-                                 f"without --tables-only first")
+        directories = [comparison_dir(out, setting, label) for label in spec.methods]
         series = collect_series(directories)  # one comparison per method: labelled by its directory name
         target = Path(out) / "figures" / setting
         target.mkdir(parents=True, exist_ok=True)
