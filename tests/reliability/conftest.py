@@ -13,7 +13,8 @@ _HOLD_LOCK = """
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.flock(fd, fcntl.LOCK_EX)
-os.write(fd, str(os.getpid()).encode())
+os.ftruncate(fd, 0)  # as cosim does: an earlier holder's longer pid must not show through
+os.write(fd, f"{os.getpid()}\\n".encode())
 print("locked", flush=True)
 time.sleep(60)
 """
