@@ -60,7 +60,7 @@ NS3_MATCHED_CELL = {"antenna_gain_dbi": 0.0, "subcarrier_spacing_hz": 15e3, "p0_
 
 def matched_cell_overrides() -> dict:
     """The keys of :data:`NS3_MATCHED_CELL` that this cosim's scenario schema knows."""
-    from cosim.scenario.schema import Cell
+    from cosim.scenario.schema_world import Cell
 
     return {k: v for k, v in NS3_MATCHED_CELL.items() if k in Cell.model_fields}
 

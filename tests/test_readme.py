@@ -45,7 +45,7 @@ def test_readme_python_block_runs(index: int, workdir: Path) -> None:
 
 
 def test_every_radio_cell_and_device_key_is_in_the_scenario_table() -> None:
-    from cosim.scenario.schema import Cell, Devices, Handover, Radio
+    from cosim.scenario.schema_world import Cell, Devices, Handover, Radio
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     table = text[text.index("### Scenario reference"):text.index("### Radio and energy model")]

@@ -13,18 +13,14 @@ from cosim.scenario.loader import apply_overrides, load_scenario, loads_scenario
 from cosim.scenario.schema import (
     FL,
     Algorithm,
-    Area,
-    Cell,
     Dataset,
-    Devices,
     Execution,
     Learning,
-    Mobility,
     Output,
     Partition,
-    Radio,
     Scenario,
 )
+from cosim.scenario.schema_world import Area, Cell, Devices, Mobility, Radio
 
 __all__ = [
     "FL",

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cosim.scenario.schema import fmt_value
+from cosim.scenario.schema_base import fmt_value
 from cosim.scenario.text import MAX_KEY_CHARS, clip, escape_controls
 
 

@@ -18,7 +18,8 @@ import yaml
 from pydantic import ValidationError
 
 from cosim.scenario.errors import ScenarioError, translate
-from cosim.scenario.schema import Scenario, fmt_value
+from cosim.scenario.schema import Scenario
+from cosim.scenario.schema_base import fmt_value
 from cosim.scenario.text import clip
 from cosim.scenario.yaml_safe import YAMLLimitError, parse_yaml, read_scenario_text
 

@@ -6,6 +6,11 @@ key names (``_m``, ``_hz``, ``_db``, ``_dbm``, ``_s``). Names of pluggable parts
 checked against the owning layer's registry (see :mod:`cosim.scenario.registries`).
 Cross-field rules live in model validators and report *every* broken rule at once as
 a ``cosim_cross`` error that :mod:`cosim.scenario.errors` expands to one line each.
+
+This module holds the learning, FL, execution and output sections and the whole
+:class:`Scenario` with its cross-section rules; the world sections (area, cells, devices,
+radio) are in :mod:`cosim.scenario.schema_world`, the shared value types, limits and
+error helpers in :mod:`cosim.scenario.schema_base`.
 """
 
 from __future__ import annotations
@@ -15,267 +20,28 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from cosim.scenario import registries
 from cosim.scenario.paths import directory_problems
-from cosim.scenario.text import short_repr
-
-#: ``float`` fields also accept YAML ints; the validator makes them real floats.
-Float = Annotated[float, AfterValidator(float)]
-PositiveFloat = Annotated[float, Field(gt=0), AfterValidator(float)]
-NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(float)]
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-Params = dict[str, Any]
-
-#: Tolerance on "profile fractions sum to 1".
-FRACTION_SUM_TOL = 1e-6
-#: Sizes beyond these would exhaust memory or run for ever; they are typos, not scenarios.
-MAX_DEVICES = 1_000_000
-MAX_ROUNDS = 1_000_000
-MAX_WORKERS = 1024
-#: Shortest world tick [s]: the world process wakes every coherence interval, so a
-#: vanishing one would never let simulated time advance.
-MIN_COHERENCE_S = 1e-3
-#: Transmit powers outside this range [dBm] overflow the dB -> W conversion or are typos.
-TX_POWER_RANGE_DBM = (-100.0, 100.0)
-
-
-def fmt_value(value: Any) -> str:
-    """Short, readable rendering of a user-supplied value for error messages."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, float):
-        return f"{value:.12g}"
-    return short_repr(value)  # bounded: never the full repr of a huge (alias-expanded) value
-
-
-def _choice(value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise PydanticCustomError(
-            "cosim",
-            "{value} is not one of {allowed}",
-            {"value": fmt_value(value), "allowed": ", ".join(allowed)},
-        )
-    return value
-
-
-def _cross(problems: list[tuple[str, str]]) -> None:
-    """Raise one ``cosim_cross`` error carrying every ``(relative path, detail)`` problem."""
-    if problems:
-        summary = "; ".join(f"{path}: {detail}" for path, detail in problems)
-        raise PydanticCustomError("cosim_cross", "{summary}", {"summary": summary, "problems": problems})
-
-
-def _non_finite(value: Any, path: str, problems: list[tuple[str, str]]) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        problems.append((path, f"{fmt_value(value)} must be a finite number"))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _non_finite(item, f"{path}.{key}" if path else str(key), problems)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _non_finite(item, f"{path}.{index}" if path else str(index), problems)
-
-
-def _finite_tree(value: Any) -> Any:
-    """Reject NaN/inf anywhere inside free-form parameter dicts and lists."""
-    problems: list[tuple[str, str]] = []
-    _non_finite(value, "", problems)
-    _cross(problems)
-    return value
-
-
-class StrictModel(BaseModel):
-    """Base of every scenario model: unknown keys, coercion, NaN/inf are errors."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
-def _registry_validator(field: str, kind: str) -> Any:
-    """A validator accepting a built-in name, an installed plugin's name or ``package.module:Name`` of ``kind``."""
-
-    def check(cls: type, value: str) -> str:
-        try:
-            return registries.check_name(kind, value)
-        except registries.PluginError as exc:
-            raise PydanticCustomError("cosim", "{message}", {"message": str(exc)}) from None
-
-    return field_validator(field)(classmethod(check))
-
-
-class Area(StrictModel):
-    """Rectangular simulation area with its origin at (0, 0)."""
-
-    width_m: PositiveFloat
-    height_m: PositiveFloat
-
-
-class Cell(StrictModel):
-    """One base station (cell site) and its radio parameters."""
-
-    name: Annotated[str, Field(min_length=1)]
-    x_m: Float
-    y_m: Float
-    #: None: the path-loss model's nominal height (UMa 25 m, UMi 10 m, RMa 35 m, else 25 m).
-    height_m: PositiveFloat | None = None
-    pathloss: str = "uma"
-    pathloss_params: Params = Field(default_factory=dict)
-    carrier_hz: PositiveFloat = 3.5e9
-    uplink_bandwidth_hz: PositiveFloat = 20e6
-    downlink_bandwidth_hz: PositiveFloat = 20e6
-    tx_power_dbm: Annotated[float, Field(ge=TX_POWER_RANGE_DBM[0], le=TX_POWER_RANGE_DBM[1]), AfterValidator(float)] = 43.0
-    noise_figure_db: NonNegativeFloat = 5.0
-    antenna_gain_dbi: Annotated[float, Field(ge=-30.0, le=40.0), AfterValidator(float)] = 8.0
-    subcarrier_spacing_hz: PositiveFloat = 30e3
-    p0_dbm: Annotated[float, Field(ge=-202.0, le=24.0), AfterValidator(float)] = -85.0
-    alpha: Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(float)] = 0.8
-    duplex: Literal["fdd", "tdd"] = "fdd"
-    tdd_pattern: Annotated[str, Field(pattern=r"^[DUS]{1,80}$")] = "DDDSU"
-
-    check_pathloss = _registry_validator("pathloss", "pathloss")
-
-    @field_validator("subcarrier_spacing_hz")
-    @classmethod
-    def _scs(cls, value: float) -> float:
-        if value not in (15e3, 30e3, 60e3):
-            raise PydanticCustomError("cosim", "{value} is not one of 15e3, 30e3, 60e3 (FR1 numerologies)",
-                                      {"value": fmt_value(value)})
-        return value
-
-    @field_validator("tdd_pattern")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        if not (("U" in value or "S" in value) and ("D" in value or "S" in value)):
-            raise PydanticCustomError("cosim", "{value} has no slot for one direction (needs U or S, and D or S)",
-                                      {"value": fmt_value(value)})
-        return value
-
-    @field_validator("pathloss_params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
-
-
-class Mobility(StrictModel):
-    """Device mobility model name (``radio.mobility.MOBILITY``) and its parameters."""
-
-    model: str = "static"
-    params: Params = Field(default_factory=dict)
-
-    check_model = _registry_validator("model", "mobility")
-
-    @field_validator("params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
-
-
-class OnOff(StrictModel):
-    """Mean holding times of a two-state on/off availability chain [s]."""
-
-    mean_on_s: PositiveFloat
-    mean_off_s: PositiveFloat
-
-
-class AvailabilityGroup(OnOff):
-    """On/off means for the devices ``devices: [first, last]`` (ids, inclusive)."""
-
-    devices: Annotated[list[NonNegativeInt], Field(min_length=2, max_length=2)]
-
-
-class DeviceAvailability(StrictModel):
-    """When devices can take part (see ``cosim.engine.availability``).
-
-    ``always``; ``markov`` (exponential on/off holding times ``mean_on_s``/``mean_off_s``,
-    overridden per hardware profile in ``profiles`` or per device-id range in ``groups``);
-    ``trace`` (a CSV/Parquet file of ``device, start_s, end_s`` intervals at ``path``,
-    replayed every ``repeat_s`` when set).
-    """
-
-    model: Literal["always", "markov", "trace"] = "always"
-    mean_on_s: PositiveFloat | None = None
-    mean_off_s: PositiveFloat | None = None
-    profiles: dict[str, OnOff] = Field(default_factory=dict)
-    groups: list[AvailabilityGroup] = Field(default_factory=list)
-    initial: Literal["stationary", "on", "off"] = "stationary"
-    path: str | None = None
-    repeat_s: PositiveFloat | None = None
-
-
-class Devices(StrictModel):
-    """The device population: size, hardware mix, antenna height, mobility, availability."""
-
-    count: Annotated[int, Field(ge=1, le=MAX_DEVICES)]
-    profiles: dict[str, PositiveFloat] = Field(default_factory=lambda: {"mid": 1.0})
-    height_m: PositiveFloat = 1.5
-    mobility: Mobility = Field(default_factory=Mobility)
-    noise_figure_db: NonNegativeFloat = 9.0
-    availability: DeviceAvailability = Field(default_factory=DeviceAvailability)
-    antenna_gain_dbi: Annotated[float, Field(ge=-30.0, le=30.0), AfterValidator(float)] = 0.0
-
-    @field_validator("profiles")
-    @classmethod
-    def _profile_names(cls, value: dict[str, float]) -> dict[str, float]:
-        allowed = registries.compute_profiles()
-        if not value:
-            raise PydanticCustomError("cosim", "at least one profile is required (allowed: {allowed})",
-                                      {"allowed": ", ".join(allowed)})
-        for name in value:
-            if name not in allowed:
-                raise PydanticCustomError(
-                    "cosim", "unknown profile {name} (allowed: {allowed})",
-                    {"name": fmt_value(name), "allowed": ", ".join(allowed)},
-                )
-        return value
-
-
-class Handover(StrictModel):
-    """A3-event handover: a neighbour stronger than the serving cell by ``a3_offset_db``
-    for ``time_to_trigger_s`` takes the device; a return to the previous cell within
-    ``ping_pong_window_s`` of leaving it is counted as a ping-pong."""
-
-    a3_offset_db: Annotated[float, Field(ge=0.0, le=30.0), AfterValidator(float)] = 3.0
-    time_to_trigger_s: Annotated[float, Field(ge=0.0, le=60.0), AfterValidator(float)] = 0.64
-    ping_pong_window_s: Annotated[float, Field(ge=0.0, le=3600.0), AfterValidator(float)] = 5.0
-
-
-class Radio(StrictModel):
-    """Channel model settings shared by every cell."""
-
-    fading: Literal["rayleigh", "rician", "none"] = "rayleigh"
-    #: None: each LOS link's K drawn from its cell model's TR 38.901 Table 7.5-6 (μ_K, σ_K).
-    rician_k_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
-    handover: Handover = Field(default_factory=Handover)
-    #: Independently fading subbands per link (1: flat fading over the whole band).
-    subbands: Annotated[int, Field(ge=1, le=1024)] = 1
-    shadowing: bool = True
-    coherence_s: PositiveFloat = 1.0
-    #: None: every device is re-evaluated at every tick (exact); else devices with no update
-    #: in flight are re-evaluated about this often [s] (see README, "Idle devices").
-    idle_update_s: Annotated[float, Field(gt=0.0, le=3600.0), AfterValidator(float)] | None = None
-    preset: Literal["nr", "lte"] = "nr"
-    abstraction: Literal["shannon", "cqi"] = "shannon"
-    # None: the preset's value (see radio.abstraction.PRESETS and the README table).
-    snr_gap_db: Annotated[float, Field(ge=0.0, le=30.0), AfterValidator(float)] | None = None
-    max_spectral_efficiency_bps_hz: Annotated[float, Field(gt=0.0, le=20.0), AfterValidator(float)] | None = None
-    overhead_ul: Annotated[float, Field(ge=0.0, lt=1.0), AfterValidator(float)] | None = None
-    overhead_dl: Annotated[float, Field(ge=0.0, lt=1.0), AfterValidator(float)] | None = None
-    min_sinr_db: Annotated[float, Field(ge=-50.0, le=50.0), AfterValidator(float)] | None = None
-    access_latency_s: Annotated[float, Field(ge=0.0, le=10.0), AfterValidator(float)] | None = None
-    power_headroom_aware: bool | None = None
-    outage_s: Annotated[float, Field(gt=0.0, le=1e6), AfterValidator(float)] = 1.0
-    interference: bool = True
-
-    @field_validator("coherence_s")
-    @classmethod
-    def _coherence_floor(cls, value: float) -> float:
-        if value < MIN_COHERENCE_S:
-            raise PydanticCustomError("cosim", "{value} must be >= {floor} (one world tick per coherence interval)",
-                                      {"value": fmt_value(value), "floor": fmt_value(MIN_COHERENCE_S)})
-        return value
+from cosim.scenario.schema_base import (
+    FRACTION_SUM_TOL,
+    MAX_ROUNDS,
+    MAX_WORKERS,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Params,
+    PositiveFloat,
+    PositiveInt,
+    StrictModel,
+    _choice,
+    _cross,
+    _finite_tree,
+    _registry_validator,
+    fmt_value,
+)
+from cosim.scenario.schema_world import Area, Cell, Devices, Radio
 
 
 class Dataset(StrictModel):

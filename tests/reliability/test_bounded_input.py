@@ -20,7 +20,7 @@ import pytest
 
 from cosim.cli import main
 from cosim.scenario import ScenarioError, load_scenario, loads_scenario
-from cosim.scenario.schema import fmt_value
+from cosim.scenario.schema_base import fmt_value
 from cosim.scenario.text import escape_controls, short_repr
 from cosim.scenario.yaml_safe import MAX_SCENARIO_BYTES_ENV, MAX_YAML_DEPTH, MAX_YAML_NODES, parse_yaml
 
