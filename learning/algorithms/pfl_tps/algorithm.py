@@ -35,18 +35,9 @@ import torch
 
 from learning.algorithms.base import STALE_RULES, Algorithm, Client, CostModel, StaleUpdate
 from learning.algorithms.fedavg import weighted_average
-from learning.algorithms.pfl_tps.client import (
-    PFLTPSClient,
-    PFLTPSConfig,
-    as_received,
-    build_net,
-    load_net,
-    make_downlink,
-    make_uplink,
-    net_state,
-    threshold_key,
-)
+from learning.algorithms.pfl_tps.client import PFLTPSClient, PFLTPSConfig, build_net, load_net, net_state
 from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec, hn_vjp
+from learning.algorithms.pfl_tps.wire import as_received, make_downlink, make_uplink, threshold_key
 from learning.algorithms.training import TrainParams, derive_seed
 from learning.flops import vit_flops_per_sample
 from learning.models import MODELS, ffl_linear_names, resolve_model_config

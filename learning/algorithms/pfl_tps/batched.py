@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from learning.algorithms.base import LocalResult
-from learning.algorithms.pfl_tps.client import PFLTPSClient, device_uplink, received_tensors, threshold_key
+from learning.algorithms.pfl_tps.client import PFLTPSClient
 from learning.algorithms.pfl_tps.pruning import ThresholdMaskedLinear, masked_weight
+from learning.algorithms.pfl_tps.wire import device_uplink, received_tensors, threshold_key
 from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.flops import vit_flops_per_sample

@@ -1,4 +1,4 @@
-"""PFL-TPS client half: the device's network, its payload layout and its pure local update.
+"""PFL-TPS client half: the device's network and its pure local update (payloads: ``wire``).
 
 The device network (``PFLTPSNet``) is a ViT whose FFL linear layers are
 ``ThresholdMaskedLinear`` (pruning on) and whose SAL comes from one of three sources:
@@ -50,15 +50,14 @@ from learning.algorithms.pfl_tps.pruning import (
     reset_thresholds_,
     sparsity_penalty,
 )
+from learning.algorithms.pfl_tps.wire import device_uplink, received_tensors, threshold_key
 from learning.algorithms.training import TrainParams, train_local
 from learning.flops import vit_flops_per_sample
 from learning.models import build_model
 from learning.optim import Optimizer
-from learning.payload import DENSE_ENCODINGS, Payload, dense_payload
-from learning.payload import as_received as payload_as_received
+from learning.payload import DENSE_ENCODINGS, Payload
 
-__all__ = ["PFLTPSConfig", "PFLTPSNet", "PFLTPSClient", "build_net", "make_downlink", "make_uplink",
-           "as_received"]
+__all__ = ["PFLTPSConfig", "PFLTPSNet", "PFLTPSClient", "build_net"]
 
 SAL_UPDATES: tuple[str, ...] = ("embedding", "delta")
 
@@ -140,52 +139,6 @@ class PFLTPSConfig:
         """True when the linearised SAL gets a personal residual (``sal_residual``; the other
         modes already train the SAL itself on the device)."""
         return self.linear_sal and bool(self.sal_residual)
-
-
-def threshold_key(layer: str) -> str:
-    """Payload / state name of a layer's thresholds (the ViT parameter name)."""
-    return f"{layer}.threshold"
-
-
-def as_received(t: torch.Tensor, encoding: str) -> torch.Tensor:
-    """The values a receiver decodes from ``t`` sent with ``encoding`` (fp16 rounds), float32."""
-    return payload_as_received(t.detach().to(torch.float32), encoding)
-
-
-def make_downlink(theta: torch.Tensor | None, jac: torch.Tensor | None, anchor: torch.Tensor | None,
-                  thresholds: dict[str, torch.Tensor], round_idx: int, encoding: str) -> Payload:
-    """Downlink: SAL θ (n_sal,), Jacobian J (n_sal, d), anchor ê (d,) (any may be None) and the
-    mean thresholds (layer -> (out,)), all in ``encoding``; values rounded as received."""
-    tensors: dict[str, torch.Tensor] = {}
-    for name, t in (("sal_theta", theta), ("sal_jacobian", jac), ("embedding_anchor", anchor)):
-        if t is not None:
-            tensors[name] = t
-    tensors.update({threshold_key(k): v for k, v in thresholds.items()})
-    if not any(t.is_meta for t in tensors.values()):
-        tensors = {k: as_received(v, encoding) for k, v in tensors.items()}
-    return Payload(tensors, encoding, {"round": int(round_idx)})
-
-
-def make_uplink(thresholds: dict[str, torch.Tensor], embedding: torch.Tensor | None,
-                sal_delta: torch.Tensor | None, round_idx: int, encoding: str = "fp32") -> Payload:
-    """Uplink in ``encoding``: thresholds (layer -> (out,)), embedding e' (d,), Δθ (n_sal,)
-    (None: absent); values rounded as received."""
-    tensors = {threshold_key(k): v.detach().clone() for k, v in thresholds.items()}
-    if embedding is not None:
-        tensors["embedding"] = embedding.detach().clone()
-    if sal_delta is not None:
-        tensors["sal_delta"] = sal_delta.detach().clone()
-    return dense_payload(tensors, encoding, {"round": int(round_idx)})
-
-
-def device_uplink(cfg: PFLTPSConfig, state: dict[str, Any], sal_delta: torch.Tensor | None,
-                  round_idx: int) -> Payload | None:
-    """A device's uplink after training to ``state``: its thresholds (when shared), e' or
-    Δθ; None when nothing is sent (hypernetwork off and thresholds personal)."""
-    if not cfg.communicates:
-        return None
-    thresholds = state["thresholds"] if cfg.shares_thresholds else {}
-    return make_uplink(thresholds, state.get("embedding"), sal_delta, round_idx, cfg.uplink_encoding)
 
 
 class PFLTPSNet(nn.Module):
@@ -300,16 +253,6 @@ def load_net(net: PFLTPSNet, state: dict[str, Any], sal_theta: torch.Tensor | No
             net.embedding.copy_(state["embedding"])
         if net.has_residual:
             net.sal_residual.copy_(state["sal_residual"])
-
-
-def received_tensors(cfg: PFLTPSConfig, device: int, state: Any, payload: Payload | None) -> dict[str, torch.Tensor]:
-    """The downlink's tensors ({} without one) after checking that an update of ``device``
-    has what it needs: its state, and a downlink unless both halves are off."""
-    if state is None:
-        raise ValueError(f"pfl_tps device {device} needs its state")
-    if payload is None and cfg.communicates:
-        raise ValueError(f"pfl_tps device {device} needs a downlink payload")
-    return payload.tensors if payload is not None else {}
 
 
 class _PostStepOptimizer:
