@@ -17,7 +17,7 @@ process pool (a script calling it with ``workers > 1`` needs the usual
 ``cosim.grid_pool``), or as Ray tasks on a Ray cluster
 (``backend="ray"``, ``address="HOST:PORT"``; see ``cosim.grid_ray``); a run whose ``summary.json`` exists is skipped
 (resume), after checking that its ``scenario.yaml`` is the one this grid would run.
-Finally ``OUT/comparison.parquet``/``.csv`` get one row per cell and repeat (varied
+Finally (:mod:`cosim.grid_table`) ``OUT/comparison.parquet``/``.csv`` get one row per cell and repeat (varied
 columns are named by the resolved key; a varied ``seed`` is ``varied.seed``, the ``seed``
 column being each run's own) and ``OUT/comparison.json`` the grid description.
 """
@@ -33,20 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from analysis.io import COMPARISON_STEM, read_summary, read_trace, varied_column
-from analysis.table import parse_assignments, time_to_target_s
+from analysis.table import parse_assignments
+from cosim.grid_table import collect_rows, write_comparison
 from cosim.params import params_overrides
 from cosim.scenario import ScenarioError, load_scenario
 from cosim.scenario.components import algorithm_param_problems
 from cosim.scenario.loader import same_resolved_scenario
-from cosim.trace import write_csv_atomic, write_json_atomic, write_parquet_atomic
 
 #: Most runs (cells x repeats) of one comparison: every run is validated before any starts.
 MAX_GRID_RUNS = 10_000
-_INT_COLUMNS = ("repeat", "seed", "uplink_bytes", "downlink_bytes", "rounds")
-_FLOAT_COLUMNS = ("final_accuracy", "sim_time_s", "time_to_target_s", "energy_j")
 
 
 class CompareError(ValueError):
@@ -312,66 +307,6 @@ def run_plan(plan: Plan, out: str | Path, workers: int = 1, log: Callable[[str],
     if failures:
         raise CompareError(failures)
     return report
-
-
-def _number(summary: Mapping[str, Any], key: str) -> float:
-    value = summary.get(key)
-    return math.nan if value is None else float(value)
-
-
-def collect_rows(plan: Plan, out: str | Path, target_accuracy: float | None = None) -> list[dict[str, Any]]:
-    """One comparison row per run of ``plan`` from its finished run directory."""
-    root = Path(out)
-    rows: list[dict[str, Any]] = []
-    for spec in plan.runs:
-        run_dir = root / spec.run_dir
-        summary = read_summary(run_dir)
-        ttt = math.nan
-        if target_accuracy is not None:
-            ttt = time_to_target_s(read_trace(run_dir, "rounds"), target_accuracy)
-        row: dict[str, Any] = {varied_column(k): v for k, v in zip(plan.keys, spec.values)}
-        row.update(
-            repeat=spec.repeat,
-            seed=spec.seed,
-            run_dir=spec.run_dir,
-            final_accuracy=_number(summary, "final_accuracy"),
-            sim_time_s=_number(summary, "sim_time_s"),
-            time_to_target_s=ttt,
-            energy_j=_number(summary, "energy_j"),
-            uplink_bytes=int(summary["uplink_bytes"]),
-            downlink_bytes=int(summary["downlink_bytes"]),
-            rounds=int(summary["rounds"]),
-        )
-        rows.append(row)
-    return rows
-
-
-def write_comparison(plan: Plan, out: str | Path, rows: Sequence[Mapping[str, Any]],
-                     target_accuracy: float | None = None) -> list[Path]:
-    """Write ``comparison.parquet``, ``comparison.csv`` and ``comparison.json`` atomically."""
-    root = Path(out)
-    fields = [pa.field(varied_column(k), pa.string()) for k in plan.keys]
-    fields += [pa.field("repeat", pa.int64()), pa.field("seed", pa.int64()), pa.field("run_dir", pa.string())]
-    fields += [pa.field(k, pa.int64() if k in _INT_COLUMNS else pa.float64())
-               for k in ("final_accuracy", "sim_time_s", "time_to_target_s", "energy_j",
-                         "uplink_bytes", "downlink_bytes", "rounds")]
-    schema = pa.schema(fields)
-    table = pa.table({f.name: [row[f.name] for row in rows] for f in schema}, schema=schema)
-    meta = {
-        "scenario": str(plan.scenario),
-        "sets": list(plan.sets),
-        "vary": {k: list(dict.fromkeys(c[i] for c in plan.cells)) for i, k in enumerate(plan.keys)},
-        "repeats": plan.repeats,
-        "baseline": plan.baseline,
-        "params": plan.params,
-        "target_accuracy": target_accuracy,
-        "command": list(sys.argv),
-    }
-    return [
-        write_parquet_atomic(root / f"{COMPARISON_STEM}.parquet", table),
-        write_csv_atomic(root / f"{COMPARISON_STEM}.csv", table),
-        write_json_atomic(root / f"{COMPARISON_STEM}.json", meta),
-    ]
 
 
 def compare(
