@@ -23,6 +23,17 @@ N-1: the last one also evaluates), and each one's ratio to the bare loop.
 
 This machine is shared and its timings drift by 10-20 % from one minute to the next;
 interleaving spreads slow spells over all programs, but read the ratios with that in mind.
+Besides the ratio of the medians, each program's wall is divided by the bare loop's wall of
+the same repeat (run back to back, so under the same conditions) and the median of those
+paired ratios is printed too.
+
+Roofline: the workload's training FLOPs per round come from ``learning.flops`` (analytic,
+forward + backward); the machine's dense float32 matmul rate is measured here (512 x 512
+``torch.mm``, 1 thread and ``--batched-threads`` threads). Printed: each program's achieved
+GFLOP/s in its steady rounds, as a share of that peak, and the fastest whole run the batched
+executor could reach if every round ran *at* the matmul peak (its measured start-up, i.e.
+round 1 less one steady round, plus every round's FLOPs at peak) -- an upper bound on its
+speed-up over the bare loop on this machine.
 
 Usage: python bench/vs_bare_loop.py [--repeats 3] [--rounds 20] [--batched-threads 2]
        [--programs bare sequential batched]
@@ -192,6 +203,56 @@ def timed_run(cmd: list[str], rounds: int) -> dict[str, float]:
     return {"wall": wall, "round1": ends[1], "steady": steady}
 
 
+def matmul_peak_gflops(threads: int, seconds: float = 1.0) -> float:
+    """Dense float32 ``torch.mm`` rate of this machine [GFLOP/s] with ``threads`` threads (512 x 512)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(512, 512), torch.randn(512, 512)
+        for _ in range(5):
+            a @ b
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            reps += 1
+        return 2 * 512**3 * reps / (time.perf_counter() - start) / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+def training_flops_per_round() -> float:
+    """Training FLOPs of one round of the workload (analytic, forward + backward) [FLOP]."""
+    sys.path.insert(0, str(ROOT))
+    from learning.flops import vit_flops_per_sample
+
+    return float(vit_flops_per_sample(MODEL, (1, 28, 28), 10)) * TRAIN_PER_DEVICE * PER_ROUND
+
+
+def print_roofline(med: dict[str, dict[str, float]], base_wall: float | None, rounds: int, batched_threads: int) -> None:
+    """Achieved GFLOP/s per program, share of the matmul peak, and the batched executor's best case."""
+    flops = training_flops_per_round()
+    peak = {1: matmul_peak_gflops(1), batched_threads: matmul_peak_gflops(batched_threads)}
+    print(f"\nroofline: {flops / 1e9:.2f} GFLOP of training per round; float32 matmul peak "
+          + ", ".join(f"{g:.1f} GFLOP/s with {t} thread{'s' if t > 1 else ''}" for t, g in peak.items()))
+    for p, m in med.items():
+        threads = batched_threads if p == "batched" else 1
+        rate = flops / m["steady"] / 1e9
+        print(f"  {p}: {rate:.1f} GFLOP/s in steady rounds = {100 * rate / peak[threads]:.0f} % of the "
+              f"{threads}-thread peak")
+    if "batched" in med and base_wall:
+        m = med["batched"]
+        start_up = max(m["round1"] - m["steady"], 0.0)
+        best = start_up + rounds * flops / (peak[batched_threads] * 1e9)
+        budget = base_wall / 3 - start_up  # seconds left for the rounds within a 3x whole run
+        need = (f"{100 * rounds * flops / 1e9 / budget / peak[batched_threads]:.0f} % of the peak in every round"
+                if budget > 0 else "less start-up than the batched run's own (its start-up alone exceeds it)")
+        print(f"  batched at the matmul peak every round: wall >= {best:.2f} s (start-up {start_up:.2f} s + "
+              f"{rounds} x {flops / (peak[batched_threads] * 1e9):.3f} s) = at most {base_wall / best:.2f}x the bare "
+              f"loop; {base_wall / 3:.2f} s (3x) needs {need}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -220,17 +281,21 @@ def main() -> None:
                 print(f"  [{rep + 1}/{args.repeats}] {prog:<10} wall {r['wall']:6.2f} s  round 1 at {r['round1']:5.2f} s"
                       f"  steady {r['steady']:.3f} s/round", flush=True)
     med = {p: {k: statistics.median(r[k] for r in rs) for k in ("wall", "round1", "steady")} for p, rs in results.items()}
+    paired = ({p: statistics.median(r["wall"] / b["wall"] for r, b in zip(rs, results["bare"])) for p, rs in results.items()}
+              if "bare" in results else {})
     labels = {"bare": "bare PyTorch loop, 1 thread", "sequential": "cosim sequential, 1 thread",
               "batched": f"cosim batched, {args.batched_threads} threads"}
     print(f"\nmedian of {args.repeats}, {args.rounds} rounds x {PER_ROUND} of {DEVICES} devices x "
           f"{TRAIN_PER_DEVICE} samples (Fashion-MNIST, FedAvg SGD, tiny ViT)")
-    print(f"| program | wall [s] | end of round 1 [s] | steady [s/round] | wall / bare | round 1 - bare [s] |")
-    print("|---|---|---|---|---|---|")
+    print("| program | wall [s] | end of round 1 [s] | steady [s/round] | wall / bare | paired wall / bare "
+          "| round 1 - bare [s] |")
+    print("|---|---|---|---|---|---|---|")
     base = med.get("bare")
     for p, m in med.items():
         ratio = f"{m['wall'] / base['wall']:.2f}" if base else "-"
+        pair = f"{paired[p]:.2f}" if base else "-"
         delta = f"{m['round1'] - base['round1']:+.2f}" if base else "-"
-        print(f"| {labels[p]} | {m['wall']:.2f} | {m['round1']:.2f} | {m['steady']:.3f} | {ratio} | {delta} |")
+        print(f"| {labels[p]} | {m['wall']:.2f} | {m['round1']:.2f} | {m['steady']:.3f} | {ratio} | {pair} | {delta} |")
     if base:
         print("\ntargets (issue 17): cosim round 1 <= bare + 1 s; sequential wall <= 1.05x bare; "
               "batched wall <= bare / 3")
@@ -242,7 +307,11 @@ def main() -> None:
                   f"({'met' if m['round1'] <= base['round1'] + 1 else 'NOT met'}); wall {m['wall'] / base['wall']:.2f}x "
                   f"bare = {speed:.2f}x faster"
                   + (f" ({'met' if speed >= 3 else 'NOT met'}: >= 3x)" if p == "batched" else
-                     f" ({'met' if m['wall'] <= 1.05 * base['wall'] else 'NOT met'}: <= 1.05x)"))
+                     f" ({'met' if m['wall'] <= 1.05 * base['wall'] else 'NOT met'}: <= 1.05x)")
+                  + f"; paired {paired[p]:.2f}x"
+                  + (f" ({'met' if paired[p] <= 1 / 3 else 'NOT met'})" if p == "batched" else
+                     f" ({'met' if paired[p] <= 1.05 else 'NOT met'})"))
+    print_roofline(med, base["wall"] if base else None, args.rounds, args.batched_threads)
 
 
 if __name__ == "__main__":
