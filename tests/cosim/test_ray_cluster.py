@@ -1,7 +1,8 @@
 """Against a real Ray cluster started with ``ray start --head`` (a separate process, not an
 in-process ``ray.init``): ``cosim compare --backend ray --address HOST:PORT`` runs the grid
 as Ray tasks and yields the same run directories and comparison as the local backend,
-and resumes; ``execution.executor: ray`` with ``execution.address`` gives the sequential
+and resumes; ``cosim tune`` on the cluster chooses what it chooses locally, from the same
+runs; ``execution.executor: ray`` with ``execution.address`` gives the sequential
 executor's traces. Skipped without Ray (optional extra)."""
 
 from __future__ import annotations
@@ -114,6 +115,21 @@ def test_ray_executor_on_cluster_equals_sequential(cluster: str, tmp_path: Path)
     run_simulation(load_scenario(SMOKE, [*base, ray_exec]), tmp_path / "ray")
     for name in ("events.parquet", "rounds.parquet", "devices.parquet"):
         assert (tmp_path / "seq" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+def test_tune_on_ray_cluster_chooses_as_locally(cluster: str, tmp_path: Path) -> None:
+    import cosim
+
+    grid, sets = {"lr": ["1e-7", "5e-3"]}, ["fl.rounds=2"]
+    local = cosim.tune(SMOKE, "fedavg", grid=grid, out=tmp_path / "local", overrides=sets, progress=False)
+    remote = cosim.tune(SMOKE, "fedavg", grid=grid, out=tmp_path / "ray", overrides=sets, progress=False,
+                        backend="ray", address=cluster)
+    assert remote.chosen == local.chosen == {"learning.algorithm.params.lr": 0.005}
+    assert remote.file.read_text(encoding="utf-8").replace(str(tmp_path / "ray"), "") == \
+        local.file.read_text(encoding="utf-8").replace(str(tmp_path / "local"), "")
+    assert list(remote.table["val_accuracy_mean"]) == list(local.table["val_accuracy_mean"])
+    for run_dir in local.runs["run_dir"]:
+        _same_run_dirs(tmp_path / "local" / run_dir, tmp_path / "ray" / run_dir)
 
 
 def test_bad_backend_and_address_are_one_line_errors(tmp_path: Path) -> None:
