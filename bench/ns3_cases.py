@@ -18,7 +18,7 @@ from radio.pathloss import UMa
 __all__ = ["Case", "CASES", "PAYLOAD_BYTES", "CARRIER_HZ", "H_BS_M", "H_UT_M", "loss_matrix_db"]
 
 PAYLOAD_BYTES = 289_243
-"""Bytes of each measured transfer (one ViT update of urban_50dev, as in issue 13)."""
+"""Bytes of each measured transfer (one ViT update of urban_50dev)."""
 CARRIER_HZ = 3.5e9
 H_BS_M = 25.0
 H_UT_M = 1.5

@@ -13,7 +13,7 @@ S seconds instead of every tick; README, "Idle devices"). Besides wall time the 
 prints this process's CPU time and the load average: on a shared machine the wall time
 says as much about the neighbours as about cosim.
 
-``--target`` runs issue #17's workload: 1,000,000 devices, 10,000 per round, 10 rounds,
+``--target`` runs the million-device workload: 1,000,000 devices, 10,000 per round, 10 rounds,
 ``output.events: transfers``, ``radio.idle_update_s: 10``; targets < 300 s and < 8 GB.
 """
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--events", choices=["all", "transfers", "rounds"], default="all")
     parser.add_argument("--idle-update-s", type=float, default=None)
-    parser.add_argument("--target", action="store_true", help="issue #17's million-device workload")
+    parser.add_argument("--target", action="store_true", help="the million-device workload")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     wall_target_s, rss_target_mb = 60.0, 2048.0

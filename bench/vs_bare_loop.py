@@ -1,6 +1,6 @@
 """cosim against a bare PyTorch loop doing the same federated training with no network.
 
-Workload (issue 17): Fashion-MNIST, pathological split with 2 classes per device, 50
+Workload: Fashion-MNIST, pathological split with 2 classes per device, 50
 devices holding 200 training samples each; the tiny ViT (patch 7, dim 64, depth 2,
 heads 4, MLP ratio 2); FedAvg with SGD (lr 0.05, momentum 0.9), batch 32, one local
 epoch; 10 of 50 devices per round, 20 rounds; evaluation only after the last round.
@@ -297,7 +297,7 @@ def main() -> None:
         delta = f"{m['round1'] - base['round1']:+.2f}" if base else "-"
         print(f"| {labels[p]} | {m['wall']:.2f} | {m['round1']:.2f} | {m['steady']:.3f} | {ratio} | {pair} | {delta} |")
     if base:
-        print("\ntargets (issue 17): cosim round 1 <= bare + 1 s; sequential wall <= 1.05x bare; "
+        print("\ntargets: cosim round 1 <= bare + 1 s; sequential wall <= 1.05x bare; "
               "batched wall <= bare / 3")
         for p, m in med.items():
             if p == "bare":

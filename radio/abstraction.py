@@ -146,7 +146,7 @@ class LinkPreset:
 NR_SNR_GAP_DB: float = 3.0
 """Γ of the ``nr`` preset: our choice inside the 1–6 dB range that fits of LTE/NR link
 curves report (Mogensen et al., "LTE capacity compared to the Shannon bound", VTC
-2007-Spring; the ns-3 LTE fit of issue 13: 4 dB DL, 6 dB UL)."""
+2007-Spring; the fit to ns-3 LTE in bench/validate_ns3.py: 4 dB DL, 6 dB UL)."""
 
 PRESETS: dict[str, LinkPreset] = {
     # NR FR1: 38.306 §4.1.2 overheads, 38.214 Table 5.2.2.1-3 cap (256QAM), minimum SINR =

@@ -1,4 +1,4 @@
-"""DVFS time budget (issue 13 finding 5): `min_energy_within_deadline` must not create
+"""DVFS time budget: `min_energy_within_deadline` must not create
 stragglers that `max` would not, and must still save compute energy."""
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_static_single_device_uplink_is_exact(tmp_path, distance_m, power_limite
     assert rate < 10e6 * 7.4063  # the log2 branch, not the cap
     assert ev["duration_s"][i] == pytest.approx(8 * ev["bytes"][i] / rate, rel=1e-9)
     # One power, one truth: the energy is the power the rate used (radiated p_tx), drawn as
-    # P_circuit + P_tx/η_PA (issue 13 finding 2), over the airtime.
+    # P_circuit + P_tx/η_PA, over the airtime.
     mid = PROFILES["mid"]
     drawn_w = mid.tx_circuit_power_w + 10 ** (p_tx_dbm / 10) / 1000 / mid.pa_efficiency
     assert ev["energy_j"][i] == pytest.approx(ev["duration_s"][i] * drawn_w, rel=1e-9)

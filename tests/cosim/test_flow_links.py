@@ -49,7 +49,7 @@ def test_energy_is_charged_with_the_power_the_rate_used():
 
 
 def test_four_devices_sharing_a_power_limited_uplink_cost_little_more_per_bit():
-    # Issue 13 finding 1: with full-band PSD the four paid 4x the energy per bit of one alone.
+    # The earlier model (full-band PSD) made the four pay 4x the energy per bit of one alone.
     # With power on the share: x = 1/4, SINR = 100 * 0.005 / 0.25 = 2 -> rate 0.25e6 * log2(3).
     one, _ = _energy_per_bit(1)
     four, flows = _energy_per_bit(4)
@@ -187,7 +187,7 @@ def test_pf_average_is_an_ewma_in_time_and_decays_between_transfers():
 
 
 def test_pf_new_flow_does_not_take_the_whole_band():
-    # Issue 13 finding 6: a flow with no history took the whole band.
+    # The earlier PF allocator gave a flow with no history the whole band.
     from radio.ofdma import proportional_fair
 
     env = simpy.Environment()

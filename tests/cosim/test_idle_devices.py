@@ -1,4 +1,4 @@
-"""Lazy world ticks (`radio.idle_update_s`, issue 17): idle devices re-evaluated every
+"""Lazy world ticks (`radio.idle_update_s`): idle devices re-evaluated every
 few ticks, checked against the exact tick."""
 
 from __future__ import annotations

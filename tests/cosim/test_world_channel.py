@@ -1,4 +1,4 @@
-"""World channel details (issue 13 finding 7): LOS-only Rician K per TR 38.901 Table 7.5-6,
+"""World channel details: LOS-only Rician K per TR 38.901 Table 7.5-6,
 RMa shadowing σ by distance, per-model default BS heights, A3 handover with time-to-trigger
 and ping-pong counting."""
 

@@ -101,7 +101,7 @@ def test_ffl_density_scales_forward_and_input_gradient_weight_gradient_stays_den
     assert vit_flops_per_sample(cfg, (1, 28, 28), 10, [0, 0, 0, 0], backward=False) == (
         vit_flops_per_sample(cfg, (1, 28, 28), 10, backward=False) - 4 * layer
     )
-    # The operating point: 73.8 % sparsity costs 77.6 % of dense (the old count,
+    # The review's operating point: 73.8 % sparsity costs 77.6 % of dense (the old count,
     # all three matmuls at the density, said 66.4 %).
     at = vit_flops_per_sample(cfg, (1, 28, 28), 10, [0.262] * 4)
     want = dense - 4 * 3 * layer + round(4 * layer * (2 * 0.262 + 1))

@@ -1,5 +1,5 @@
 """UE power consumption: drawn (not radiated) transmit power, receive/idle states, and the
-CPU's static floor with its energy-optimal DVFS clock (issue 13, findings 2 and 5)."""
+CPU's static floor with its energy-optimal DVFS clock."""
 
 from __future__ import annotations
 
