@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -81,12 +82,14 @@ class LinkAbstraction:
         if not isinstance(self.headroom_aware, bool):
             raise ValueError(f"headroom_aware={self.headroom_aware!r} out of range; allowed: true, false")
 
-    @property
+    # The scalars below are read at every reallocation of every cell: computed once (the
+    # dataclass is frozen, so they cannot go stale; `cached_property` bypasses __setattr__).
+    @cached_property
     def gap_linear(self) -> float:
         """Γ [linear]."""
         return float(db_to_linear(self.snr_gap_db))
 
-    @property
+    @cached_property
     def min_sinr_linear(self) -> float:
         """Minimum SINR [linear] (0 when ``min_sinr_db`` is ``-inf``)."""
         return 0.0 if self.min_sinr_db == -math.inf else float(db_to_linear(self.min_sinr_db))

@@ -119,8 +119,8 @@ class ShareLinks:
         """SINR [linear] on share ``x`` (shape (n,) or (n, k)): c · min(1, x̂/x)."""
         x = self._bcast(x)
         c, xp = self._col(self.sinr_ceiling, x), self._col(self.full_power_share, x)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(x > 0.0, xp / np.where(x > 0.0, x, 1.0), np.inf)
+        # x̂/x where x > 0 (never a division by zero), inf elsewhere.
+        ratio = np.divide(xp, x, out=np.full(np.broadcast_shapes(xp.shape, x.shape), np.inf), where=x > 0.0)
         return c * np.minimum(1.0, ratio)
 
     @staticmethod
@@ -128,7 +128,24 @@ class ShareLinks:
         return v[:, None] if like.ndim == 2 else v
 
     def _raw_rate(self, x: FloatArray) -> FloatArray:
-        return x * self._hz * self.abstraction.spectral_efficiency_bps_hz(self.sinr(x))
+        if x.ndim != 1:
+            return x * self._hz * self.abstraction.spectral_efficiency_bps_hz(self.sinr(x))
+        # The SINR is exactly the ceiling c (c · min(1, x̂/x) with x̂/x >= 1, or x <= 0) except
+        # where x > x̂: there only is the SE evaluated anew; elsewhere it is SE(c), computed
+        # once per links (the scheduler evaluates rates several times per reallocation).
+        xp = self.full_power_share
+        limited = x > xp
+        if not limited.any():
+            return x * self._hz * self._ceiling_se
+        se = self._ceiling_se.copy()
+        c, xl = self.sinr_ceiling[limited], x[limited]
+        se[limited] = self.abstraction.spectral_efficiency_bps_hz(c * np.minimum(1.0, xp[limited] / xl))
+        return x * self._hz * se
+
+    @cached_property
+    def _ceiling_se(self) -> FloatArray:
+        """SE(c) [bit/s/Hz] of each flow: its SE on any share up to x̂, (n,)."""
+        return self.abstraction.spectral_efficiency_bps_hz(self.sinr_ceiling)
 
     def _min_sinr(self) -> float:
         """Lowest SINR [linear] that carries anything under this abstraction."""
@@ -237,9 +254,23 @@ class ShareLinks:
         return self._hz * self.abstraction.spectral_efficiency_bps_hz(self.sinr_ceiling)
 
     def take(self, index: ArrayLike) -> "ShareLinks":
-        """The links of a subset of the flows (integer index or boolean mask)."""
-        return ShareLinks(self.bandwidth_hz, self.n_rb, self.sinr_ceiling[index], self.full_power_share[index],
-                          self.max_power_w[index], self.abstraction, self.time_fraction)
+        """The links of a subset of the flows (integer index or boolean mask).
+
+        A subset of validated links needs no validation; the per-flow quantities already
+        computed here (:attr:`one_rb_carries`, :attr:`max_share`, SE(c), each a function of its
+        own flow only) are carried over instead of recomputed.
+        """
+        c, xp, p = self.sinr_ceiling[index], self.full_power_share[index], self.max_power_w[index]
+        if np.ndim(c) != 1:  # a scalar index: let the constructor make it (1,)
+            return ShareLinks(self.bandwidth_hz, self.n_rb, c, xp, p, self.abstraction, self.time_fraction)
+        sub = object.__new__(ShareLinks)
+        fields = sub.__dict__  # frozen dataclass: set the fields as __post_init__ would
+        fields.update(bandwidth_hz=self.bandwidth_hz, n_rb=self.n_rb, sinr_ceiling=c, full_power_share=xp,
+                      max_power_w=p, abstraction=self.abstraction, time_fraction=self.time_fraction)
+        for name in ("one_rb_carries", "max_share", "_ceiling_se"):
+            if name in self.__dict__:
+                fields[name] = self.__dict__[name][index]
+        return sub
 
     @property
     def covered(self) -> FloatArray:

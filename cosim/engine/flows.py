@@ -42,6 +42,10 @@ _BYTES_EPS = 1e-6
 # A flow completes at a timer when its remaining bytes are below what it sends in this
 # many ulps of the clock (the clock cannot resolve a finer finishing time).
 _CLOCK_ULPS = 4.0
+# What `start` appends to the per-flow arrays (read-only: concatenate copies them).
+_ZERO, _NAN, _TRUE = np.zeros(1), np.full(1, np.nan), np.ones(1, dtype=bool)
+for _a in (_ZERO, _NAN, _TRUE):
+    _a.flags.writeable = False
 
 
 @dataclass
@@ -176,13 +180,17 @@ class FlowScheduler:
             flow.done.succeed(flow)
             return flow
         self._flows.append(flow)
-        self._device = np.append(self._device, flow.device)
-        self._remaining = np.append(self._remaining, float(nbytes))
-        for name, value in (("_rate", 0.0), ("_drawn", 0.0), ("_airtime", 0.0), ("_energy", 0.0),
-                            ("_starved", 0.0), ("_below_since", np.nan)):
-            setattr(self, name, np.append(getattr(self, name), value))
-        self._covered = np.append(self._covered, True)
-        self._fresh = np.append(self._fresh, True)
+        # One concatenate per array (np.append's ravel and asarray cost more than the copy).
+        cat = np.concatenate
+        self._device = cat((self._device, np.array((flow.device,), dtype=np.int64)))
+        self._remaining = cat((self._remaining, (float(nbytes),)))
+        zero = _ZERO
+        self._rate, self._drawn, self._airtime, self._energy, self._starved = (
+            cat((self._rate, zero)), cat((self._drawn, zero)), cat((self._airtime, zero)), cat((self._energy, zero)),
+            cat((self._starved, zero)))
+        self._below_since = cat((self._below_since, _NAN))
+        self._covered = cat((self._covered, _TRUE))
+        self._fresh = cat((self._fresh, _TRUE))
         self._reschedule()
         return flow
 
@@ -244,7 +252,8 @@ class FlowScheduler:
     def _close(self, keep: np.ndarray, completed: bool, reason: str = "") -> None:
         """Take the flows where `keep` is False off the band, finishing or cancelling them."""
         now = self.env.now
-        for i in np.flatnonzero(~keep):
+        gone = np.flatnonzero(~keep).tolist()
+        for i in gone:
             flow = self._flows[i]
             flow.airtime_s = float(self._airtime[i])
             flow.energy_j = float(self._energy[i])
@@ -255,8 +264,12 @@ class FlowScheduler:
             else:
                 flow.cancelled_reason = reason
             flow.done.succeed(flow)  # the owner wakes up (and reads cancelled_reason)
-        flows = self._flows
-        self._flows = [flows[i] for i in np.flatnonzero(keep).tolist()]  # not per numpy bool: ~10x faster
+        if len(gone) <= 8:  # the usual case, one flow: delete in place (C memmove, no Python loop)
+            for i in reversed(gone):
+                del self._flows[i]
+        else:
+            flows = self._flows
+            self._flows = [flows[i] for i in np.flatnonzero(keep).tolist()]  # not per numpy bool: ~10x faster
         for name in ("_device", "_remaining", "_rate", "_drawn", "_airtime", "_energy", "_starved",
                      "_covered", "_below_since", "_fresh"):
             setattr(self, name, getattr(self, name)[keep])
@@ -275,13 +288,20 @@ class FlowScheduler:
             return
         links = self._links(self._device)
         covered = np.asarray(links.covered, dtype=bool)
-        self._below_since = np.where(covered, np.nan, np.where(np.isnan(self._below_since), now, self._below_since))
-        # Coverage expiry is an absolute deadline, compared and armed with the same float
-        # (a relative delay re-derived at each event can land one ulp short and re-arm at
-        # the same instant for ever).
-        deadline_s = np.where(covered, np.inf, self._below_since + self.outage_s)
-        lost = now >= deadline_s
-        if lost.any():
+        n = covered.size
+        if covered.all():  # the usual case: nobody below the minimum, no coverage deadline
+            self._below_since = np.full(n, np.nan)
+            deadline_s = None
+            lost = None
+        else:
+            self._below_since = np.where(covered, np.nan,
+                                         np.where(np.isnan(self._below_since), now, self._below_since))
+            # Coverage expiry is an absolute deadline, compared and armed with the same float
+            # (a relative delay re-derived at each event can land one ulp short and re-arm at
+            # the same instant for ever).
+            deadline_s = np.where(covered, np.inf, self._below_since + self.outage_s)
+            lost = now >= deadline_s
+        if lost is not None and lost.any():
             self._close(~lost, completed=False, reason="coverage")
             covered = covered[~lost]
             deadline_s = deadline_s[~lost]
@@ -301,11 +321,12 @@ class FlowScheduler:
         self.reallocations += 1
         # Next event: the earliest completion or coverage expiry, at an absolute time
         # (none: nobody can send until the channel changes; the next tick re-runs this).
-        finish_s = np.full(len(self._flows), np.inf)
-        finish_s[sending] = now + self._remaining[sending] * 8.0 / self._rate[sending]
-        at_s = float(min(np.min(finish_s), np.min(deadline_s)))
+        finish_s = now + np.divide(self._remaining * 8.0, self._rate, out=np.full(self._rate.size, np.inf),
+                                   where=sending)
+        first_finish_s = np.min(finish_s)
+        at_s = float(first_finish_s if deadline_s is None else min(first_finish_s, np.min(deadline_s)))
         if math.isfinite(at_s):
-            self._target = int(np.argmin(finish_s)) if np.min(finish_s) <= at_s else -1
+            self._target = int(np.argmin(finish_s)) if first_finish_s <= at_s else -1
             self._arm(at_s)
         # Last: the hook may re-enter this scheduler (a neighbour whose activity changes
         # reallocates it), which must find the state complete.

@@ -109,6 +109,37 @@ def test_cancel_wakes_owner_and_frees_band():
     assert p0.value.airtime_s == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("n_done", [3, 10])  # removed in place (few) or by rebuilding the list (many)
+def test_flows_finishing_together_leave_the_others_in_order(n_done):
+    # Every other flow of 1 Mbit finishes at the same instant (equal shares of 1 Mbit/s);
+    # the two of 2 Mbit left between them must keep their own arrays and `done` events.
+    env = simpy.Environment()
+    n = n_done + 2
+    cell = make(env, [1.0] * n)
+    long = (1, 3)
+    log, left = [], []
+
+    def proc(device, nbytes):
+        flow = cell.start(device, nbytes)
+        got = yield flow.done
+        log.append((device, env.now, got.device, got.completed))
+
+    for d in range(n):
+        env.process(proc(d, 250_000 if d in long else 125_000))
+
+    def watch():
+        yield env.timeout(n + 0.5)
+        left.append(cell.active_devices.tolist())
+
+    env.process(watch())
+    env.run()
+    # 1 Mbit at 1/n Mbit/s each -> all short flows at t = n; then 1 Mbit left on each long
+    # flow at 0.5 Mbit/s -> t = n + 2.
+    short = [d for d in range(n) if d not in long]
+    assert log == [(d, pytest.approx(n), d, True) for d in short] + [(d, pytest.approx(n + 2.0), d, True) for d in long]
+    assert left == [list(long)]
+
+
 def test_zero_rate_waits_for_channel_change():
     env = simpy.Environment()
     se = np.array([0.0])

@@ -111,6 +111,40 @@ def test_share_for_rate_near_the_lambert_w_branch_point() -> None:
         assert links.share_for_rate(np.array([target]))[0] == np.inf
 
 
+def _mixed_uplink_links() -> ShareLinks:
+    """NR uplink links: full power reached early (x̂ small), late, never (inf), uncovered (c = 0)."""
+    c = np.array([300.0, 5.0, 40.0, 0.0, 0.5, 1000.0])
+    xp = np.array([0.01, 0.5, np.inf, 0.2, 0.03, 1e-4])
+    return ShareLinks(20e6, 51, c, xp, np.full(6, 0.2), PRESETS["nr"].uplink, 0.75)
+
+
+def test_rates_on_one_share_per_flow_equal_the_sinr_formula_bit_for_bit() -> None:
+    # rate_bps on a (n,) share reuses SE(c) where the SINR is the ceiling (x <= x̂): the
+    # same bits as evaluating SE on c · min(1, x̂/x) everywhere, as the (n, k) path does.
+    links = _mixed_uplink_links()
+    ab = links.abstraction
+    for x in (np.full(6, 1.0 / 6), np.full(6, 1.0 / 51), np.ones(6), np.array([0.5, 0.0, 1e-3, 0.3, 0.02, 0.9])):
+        u = links.used_share(x)
+        hz = links.bandwidth_hz * links.time_fraction  # B·τ, multiplied in this order
+        expected = u * hz * ab.spectral_efficiency_bps_hz(links.sinr(u))
+        assert (u > links.full_power_share).any() and (u <= links.full_power_share).any()
+        assert np.array_equal(links.rate_bps(x), expected)
+        assert np.array_equal(links.rate_bps(x), links.rate_bps(x[:, None])[:, 0])
+
+
+def test_take_keeps_the_quantities_already_computed_bit_for_bit() -> None:
+    links = _mixed_uplink_links()
+    links.full_share_rate_bps  # computes max_share, one_rb_carries and SE(c) on all flows
+    for index in (np.array([4, 0, 2]), np.array([True, False, True, True, False, True])):
+        sub = links.take(index)
+        fresh = ShareLinks(links.bandwidth_hz, links.n_rb, links.sinr_ceiling[index], links.full_power_share[index],
+                           links.max_power_w[index], links.abstraction, links.time_fraction)
+        for name in ("max_share", "one_rb_carries", "full_share_rate_bps", "covered"):
+            assert np.array_equal(getattr(sub, name), getattr(fresh, name)), name
+        assert np.array_equal(sub.radiated_power_w(np.full(sub.n, 0.3)), fresh.radiated_power_w(np.full(sub.n, 0.3)))
+    assert links.take(3).n == 1  # a scalar index still gives (1,) links
+
+
 def test_a_link_below_the_minimum_on_one_rb_carries_nothing() -> None:
     # c = 1.5, x̂ = 0.01, 50 RB, minimum 0 dB: on one RB (x = 0.02 > x̂) the SINR is
     # 1.5 * 0.01 / 0.02 = 0.75 < 1. The UE would reach the minimum only on x = 0.015, less
