@@ -83,11 +83,11 @@ class ShareLinks:
         if not (c.shape == xp.shape == p.shape):
             raise ValueError(f"shape mismatch: sinr_ceiling {c.shape}, full_power_share {xp.shape}, "
                              f"max_power_w {p.shape}")
-        if c.size and not np.all((c >= 0.0) & np.isfinite(c)):
+        if c.size and not ((c >= 0.0) & np.isfinite(c)).all():
             raise ValueError(f"sinr_ceiling={c.tolist()} out of range; allowed: finite, >= 0")
-        if xp.size and not np.all(xp > 0.0):
+        if xp.size and not (xp > 0.0).all():
             raise ValueError(f"full_power_share={xp.tolist()} out of range; allowed: > 0 (inf = fixed PSD)")
-        if p.size and not np.all((p >= 0.0) & np.isfinite(p)):
+        if p.size and not ((p >= 0.0) & np.isfinite(p)).all():
             raise ValueError(f"max_power_w={p.tolist()} out of range; allowed: finite, >= 0 [W]")
         if not (np.isfinite(self.bandwidth_hz) and self.bandwidth_hz > 0):
             raise ValueError(f"bandwidth_hz={self.bandwidth_hz!r} out of range; allowed: > 0 [Hz]")
@@ -162,8 +162,14 @@ class ShareLinks:
         A power-limited UE whose SINR on one RB at P_CMAX is below the minimum cannot
         concentrate its power on a fraction of an RB: it carries nothing on any share.
         """
-        s1 = self.sinr(np.full(self.n, 1.0 / int(self.n_rb)))
+        # Fixed PSD: the SINR is c · min(1, inf) = c exactly on any share.
+        s1 = self.sinr_ceiling if self._fixed_psd else self.sinr(np.full(self.n, 1.0 / int(self.n_rb)))
         return (s1 >= self._min_sinr()) & (self.sinr_ceiling > 0.0)
+
+    @cached_property
+    def _fixed_psd(self) -> bool:
+        """Whether every flow keeps a fixed PSD (x̂ = inf: the downlink)."""
+        return bool(np.isposinf(self.full_power_share).all())
 
     @cached_property
     def max_share(self) -> FloatArray:
@@ -175,10 +181,17 @@ class ShareLinks:
         for a flow at the boundary). So x_max is stepped down, an ulp at a time, until that
         same expression clears the minimum: the share and the rate agree exactly.
         """
+        if self._fixed_psd:
+            # x̂·c/SINR_min = inf where one RB carries (c > 0): the whole band, on which the
+            # SINR is c >= the minimum (no stepping down); 0 elsewhere.
+            return np.where(self.one_rb_carries, 1.0, 0.0)
         s_min = self._min_sinr()
         c, xp = self.sinr_ceiling, self.full_power_share
-        with np.errstate(divide="ignore", invalid="ignore"):
-            spread = np.where(s_min > 0.0, xp * c / max(s_min, 1e-300), np.inf)
+        if s_min > 0.0:
+            with np.errstate(divide="ignore", invalid="ignore"):  # inf · 0: NaN, where one RB does not carry
+                spread = xp * c / max(s_min, 1e-300)
+        else:
+            spread = np.inf
         x = np.where(self.one_rb_carries, np.minimum(1.0, spread), 0.0)  # >= 1 RB where it carries
         for _ in range(16):  # a few ulps of round-off at most
             short = (x > 0.0) & (self.sinr(x) < s_min)

@@ -360,7 +360,10 @@ class FlowScheduler:
     def _pf_averages(self, links: ShareLinks) -> np.ndarray:
         """PF averages of the active flows now; a new flow starts at least at r(1)/n."""
         now, dev = self.env.now, self._device
-        average = np.nan_to_num(self._decayed_average(dev, now), nan=0.0)
+        average = self._decayed_average(dev, now)  # a new array; NaN: never served here
+        average[np.isnan(average)] = 0.0
+        if not np.isfinite(average).all():  # as np.nan_to_num: ±inf to the largest finite float
+            average = np.nan_to_num(average)
         if self._fresh.any():
             fresh = np.flatnonzero(self._fresh)  # r(1) of the new flows only (elementwise: the same values)
             start = np.maximum(average[fresh], links.take(fresh).full_share_rate_bps / len(self._flows))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -143,6 +144,22 @@ def test_take_keeps_the_quantities_already_computed_bit_for_bit() -> None:
             assert np.array_equal(getattr(sub, name), getattr(fresh, name)), name
         assert np.array_equal(sub.radiated_power_w(np.full(sub.n, 0.3)), fresh.radiated_power_w(np.full(sub.n, 0.3)))
     assert links.take(3).n == 1  # a scalar index still gives (1,) links
+
+
+@pytest.mark.parametrize("kind", ["shannon", "cqi"])
+def test_fixed_psd_links_take_the_short_cut_to_the_same_bits(kind) -> None:
+    # All x̂ = inf (the downlink): x_max and one-RB coverage are read off c directly; the
+    # same flows next to one power-controlled flow (the general path) give the same bits.
+    ab = dataclasses.replace(PRESETS["nr"].downlink, kind=kind)
+    s_min = ShareLinks(20e6, 51, [1.0], [np.inf], [0.0], ab)._min_sinr()
+    c = np.array([0.0, s_min, np.nextafter(s_min, 0.0), 0.3 * s_min, 7.0, 2e3])
+    fixed = ShareLinks(20e6, 51, c, np.full(6, np.inf), np.zeros(6), ab, 0.6)
+    mixed = ShareLinks(20e6, 51, np.append(c, 5.0), np.append(np.full(6, np.inf), 0.1), np.append(np.zeros(6), 0.2),
+                       ab, 0.6)
+    assert fixed._fixed_psd and not mixed._fixed_psd
+    for name in ("one_rb_carries", "max_share", "covered", "full_share_rate_bps"):
+        assert np.array_equal(getattr(fixed, name), getattr(mixed, name)[:6]), name
+    assert fixed.one_rb_carries.tolist() == [False, True, False, False, True, True]
 
 
 def test_a_link_below_the_minimum_on_one_rb_carries_nothing() -> None:
