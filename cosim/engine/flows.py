@@ -345,7 +345,9 @@ class FlowScheduler:
     def snapshot(self) -> dict:
         """Everything this scheduler holds (flows in progress, their arrays, the pending
         timer's time), picklable, for a checkpoint taken while flows are in progress."""
-        return {name: getattr(self, name) for name in self._STATE}
+        state = {name: getattr(self, name) for name in self._STATE}
+        state["_flows"] = list(self._flows)  # `_close` deletes from the live list in place
+        return state
 
     def restore(self, state: dict) -> None:
         """Continue from a `snapshot`: the same flows (with new `done` events), and the
