@@ -236,3 +236,29 @@ def test_tasks_split_into_near_equal_stacks_give_the_same_results(data: Any) -> 
     for cap in (2, 4):
         for a, b in zip(whole, BatchedExecutor(max_devices=cap).run(alg.client(), tasks)):
             _close(a, b)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_pfl_tps_linear_theta_equals_received_jacobian_product(data: Any, residual: bool) -> None:
+    # The plan keeps J transposed; θ0 + J (e − ê) [+ r] must still be the product with the
+    # Jacobian as received, per device and stacked (distinct embeddings and residuals per device).
+    alg = make_algorithm("pfl_tps", data, MODEL, {"sal_residual": residual}, seed=5)
+    plan = batched_plan(alg.client())
+    assert plan is not None and plan.linear and plan.residual == residual
+    tasks = _tasks(alg, [0, 1, 2], 0)
+    inits = [plan.prepare(t) for t in tasks]
+    gen = torch.Generator().manual_seed(0)
+    for init in inits:
+        for name in [n for n in ("_embedding", "_sal_residual") if n in init.params]:
+            init.params[name] = init.params[name] + torch.randn(init.params[name].shape, generator=gen)
+    stacked = plan.linear_theta({n: torch.stack([i.params[n] for i in inits]) for n in inits[0].params},
+                                {n: torch.stack([i.consts[n] for i in inits]) for n in inits[0].consts})
+    for j, ((_, _, payload, _), init) in enumerate(zip(tasks, inits)):
+        got = plan.linear_theta(init.params, init.consts)
+        t = {k: v.double() for k, v in payload.tensors.items()}
+        want = t["sal_theta"] + t["sal_jacobian"] @ (init.params["_embedding"].double() - t["embedding_anchor"])
+        if residual:
+            want = want + init.params["_sal_residual"].double()
+        assert float((want - t["sal_theta"]).abs().max()) > 1e-3  # the product is not negligible
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stacked[j].double(), want, rtol=1e-5, atol=1e-5)
