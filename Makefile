@@ -52,7 +52,7 @@ PAPER_WORKERS ?= 2
 paper: $(RUN_STAMP)
 	$(BIN)/python -m analysis paper --out runs/paper --workers $(PAPER_WORKERS)
 
-# The 3-seed subset the README's tables come from today (analysis/paper_quick.yaml).
+# The 5-seed subset the README's tables come from today (analysis/paper_quick.yaml).
 paper-quick: $(RUN_STAMP)
 	$(BIN)/python -m analysis paper --spec analysis/paper_quick.yaml --out runs/paper_quick --workers $(PAPER_WORKERS)
 
