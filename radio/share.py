@@ -264,7 +264,7 @@ class ShareLinks:
     @property
     def ceiling_rate_bps(self) -> FloatArray:
         """B·τ·SE(c): the rate per unit share at the SINR ceiling, an upper bound of r(x)/x, (n,)."""
-        return self._hz * self.abstraction.spectral_efficiency_bps_hz(self.sinr_ceiling)
+        return self._hz * self._ceiling_se
 
     def take(self, index: ArrayLike) -> "ShareLinks":
         """The links of a subset of the flows (integer index or boolean mask).
