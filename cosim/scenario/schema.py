@@ -29,6 +29,7 @@ from cosim.scenario.schema_base import (
     FRACTION_SUM_TOL,
     MAX_ROUNDS,
     MAX_WORKERS,
+    FiniteParams,
     NonNegativeFloat,
     NonNegativeInt,
     Params,
@@ -49,45 +50,30 @@ class Dataset(StrictModel):
 
     name: str
     path: str | None = None
-    params: Params = Field(default_factory=dict)
+    params: FiniteParams = Field(default_factory=dict)
 
     check_name = _registry_validator("name", "datasets")
-
-    @field_validator("params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
 
 
 class Partition(StrictModel):
     """How the training set is split across devices."""
 
     name: str = "iid"
-    params: Params = Field(default_factory=dict)
+    params: FiniteParams = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _choice(value, registries.PARTITIONS)
 
-    @field_validator("params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
-
 
 class Algorithm(StrictModel):
     """FL algorithm name (``learning.algorithms.ALGORITHMS``) and hyper-parameters."""
 
     name: str = "fedavg"
-    params: Params = Field(default_factory=dict)
+    params: FiniteParams = Field(default_factory=dict)
 
     check_name = _registry_validator("name", "algorithms")
-
-    @field_validator("params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
 
 
 class Learning(StrictModel):

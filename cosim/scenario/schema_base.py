@@ -84,6 +84,10 @@ def _finite_tree(value: Any) -> Any:
     return value
 
 
+#: A free-form parameter dict (a component's ``params``) with no NaN/inf anywhere inside.
+FiniteParams = Annotated[Params, AfterValidator(_finite_tree)]
+
+
 class StrictModel(BaseModel):
     """Base of every scenario model: unknown keys, coercion, NaN/inf are errors."""
 

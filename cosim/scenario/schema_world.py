@@ -18,13 +18,12 @@ from cosim.scenario.schema_base import (
     MAX_DEVICES,
     MIN_COHERENCE_S,
     TX_POWER_RANGE_DBM,
+    FiniteParams,
     Float,
     NonNegativeFloat,
     NonNegativeInt,
-    Params,
     PositiveFloat,
     StrictModel,
-    _finite_tree,
     _registry_validator,
     fmt_value,
 )
@@ -46,7 +45,7 @@ class Cell(StrictModel):
     #: None: the path-loss model's nominal height (UMa 25 m, UMi 10 m, RMa 35 m, else 25 m).
     height_m: PositiveFloat | None = None
     pathloss: str = "uma"
-    pathloss_params: Params = Field(default_factory=dict)
+    pathloss_params: FiniteParams = Field(default_factory=dict)
     carrier_hz: PositiveFloat = 3.5e9
     uplink_bandwidth_hz: PositiveFloat = 20e6
     downlink_bandwidth_hz: PositiveFloat = 20e6
@@ -77,24 +76,14 @@ class Cell(StrictModel):
                                       {"value": fmt_value(value)})
         return value
 
-    @field_validator("pathloss_params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
-
 
 class Mobility(StrictModel):
     """Device mobility model name (``radio.mobility.MOBILITY``) and its parameters."""
 
     model: str = "static"
-    params: Params = Field(default_factory=dict)
+    params: FiniteParams = Field(default_factory=dict)
 
     check_model = _registry_validator("model", "mobility")
-
-    @field_validator("params")
-    @classmethod
-    def _params_finite(cls, value: Params) -> Params:
-        return _finite_tree(value)
 
 
 class OnOff(StrictModel):
