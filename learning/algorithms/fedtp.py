@@ -64,6 +64,15 @@ def fedtp_uplink(trained: dict[str, torch.Tensor], sent: dict[str, torch.Tensor]
 class FedTPClient(FedAvgClient):
     """Trains rest + generated SAL; uplinks the rest and ΔSAL."""
 
+    def batched_plan(self) -> Any:
+        """The batched executor's plan of this update (``fedtp_batched.FedTPPlan``), or None
+        for a subclass (its update may differ; it must provide its own plan to be batched)."""
+        if type(self) is not FedTPClient:
+            return None
+        from learning.algorithms.fedtp_batched import FedTPPlan  # lazy: torch.func only when batched
+
+        return FedTPPlan(self)
+
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (rest, SAL_i) -> (rest', ΔSAL_i)."""
         model, stats = self.train_received("fedtp", device, payload, seed)

@@ -196,6 +196,15 @@ def make_hyper_server(alg: Algorithm, spec: SalSpec, base: dict[str, torch.Tenso
 class PFedHNClient(FedAvgClient):
     """Trains the generated model; uplinks Δθ = θ_sent − θ_trained."""
 
+    def batched_plan(self) -> Any:
+        """The batched executor's plan of this update (``pfedhn_batched.PFedHNPlan``), or None
+        for a subclass (its update may differ; it must provide its own plan to be batched)."""
+        if type(self) is not PFedHNClient:
+            return None
+        from learning.algorithms.pfedhn_batched import PFedHNPlan  # lazy: torch.func only when batched
+
+        return PFedHNPlan(self)
+
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, ``uplink_encoding``)."""
         model, stats = self.train_received("pfedhn", device, payload, seed)

@@ -37,6 +37,15 @@ __all__ = ["PFedHNPC", "PFedHNPCClient"]
 class PFedHNPCClient(PFedHNClient):
     """Trains the generated body with the device's own head; uplinks Δbody, keeps the head."""
 
+    def batched_plan(self) -> Any:
+        """The batched executor's plan of this update (``pfedhn_batched.PFedHNPCPlan``), or None
+        for a subclass (its update may differ; it must provide its own plan to be batched)."""
+        if type(self) is not PFedHNPCClient:
+            return None
+        from learning.algorithms.pfedhn_batched import PFedHNPCPlan  # lazy: torch.func only when batched
+
+        return PFedHNPCPlan(self)
+
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (body_i, head_i) -> (uplink Δbody_i, new head_i)."""
         if payload is None or state is None:

@@ -3,8 +3,10 @@
 - ``executors``: the protocol, ``SequentialExecutor``, ``ProcessExecutor`` and the registry
   (``EXECUTORS``, ``make_executor``).
 - ``batched``: ``BatchedExecutor`` (many devices' updates at once, ``torch.func``) with
-  ``plan`` (the ``BatchedPlan`` contract an algorithm implements beside itself) and
-  ``batched_vit`` (the ViT forward over a stacked device axis).
+  ``plan`` (the ``BatchedPlan`` contract an algorithm implements beside itself),
+  ``plain_plan`` (``PlainPlan``: whole-model training from given tensors, the shared half of
+  the FedAvg, local, pFedHN, pFedHN-PC and FedTP plans) and ``batched_vit`` (the ViT
+  forward over a stacked device axis).
 - ``ray_executor``: ``RayExecutor`` (Ray actors, locally or on a cluster).
 
 Only ``executors`` is imported here; the batched and Ray machinery load when built.

@@ -12,8 +12,12 @@ An algorithm opts in through a ``BatchedPlan`` (``learning.execution.plan``: wha
 local update computes, written functionally): ``BATCHED_PLANS`` maps a client class (exact
 type, so a subclass with a different update, e.g. FedProx, is never batched by mistake) to
 its plan; a client may also provide ``batched_plan() -> BatchedPlan | None``. Plans exist for
-FedAvg and local-only (``PlainModelPlan``, here) and PFL-TPS (beside the algorithm, in
-``learning.algorithms.pfl_tps.batched``; this module never imports it). Tasks whose client has no plan, whose model uses dropout
+FedAvg and local-only (``PlainModelPlan``, here, on ``learning.execution.plain_plan``), and
+beside their algorithms (this module never imports them): PFL-TPS
+(``learning.algorithms.pfl_tps.batched``), pFedHN and pFedHN-PC
+(``learning.algorithms.pfedhn_batched``) and FedTP (``learning.algorithms.fedtp_batched``).
+FedAvg-FT has none: its update trains twice (fine-tune, then the round's training), not the
+one training loop a plan describes. Tasks whose client has no plan, whose model uses dropout
 (per-device dropout streams cannot be reproduced under ``vmap``) or whose device has no
 training data run sequentially in this process, so results never depend on the executor.
 
@@ -36,13 +40,13 @@ from learning.algorithms.base import Client, LocalResult
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.local import LocalClient
 from learning.algorithms.training import TrainParams, _batch_indices
-from learning.execution.batched_vit import stacked_vit_forward, supports_stacked
+from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.optim import adam_step_, sgd_step_
 from learning.payload import Payload
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
-           "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task"]
+           "PlainPlan", "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task"]
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -80,52 +84,31 @@ class StackedOptimizer:
                     self.bufs[name] = new
 
 
-def _metrics(stats: DeviceStats) -> dict[str, float]:
-    return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
-            "samples_processed": float(stats.samples_processed)}
-
-
-class PlainModelPlan(BatchedPlan):
+class PlainModelPlan(PlainPlan):
     """FedAvg (``mode="fedavg"``: start from the downlinked model, upload it) or local-only
     (``mode="local"``: start from and keep the device's own model); plain cross-entropy."""
 
     def __init__(self, client: Client, mode: str) -> None:
-        super().__init__(client)
         if mode not in ("fedavg", "local"):
             raise ValueError(f"unknown plain plan mode {mode!r}; allowed: ['fedavg', 'local']")
+        super().__init__(client)
         self.mode = mode
-        self.template = client.model()
-        self.names = [n for n, p in self.template.named_parameters() if p.requires_grad]
-        self.stacked = supports_stacked(self.template) and not any(True for _ in self.template.buffers())
 
-    def prepare(self, task: Task) -> DeviceInit:
+    def start(self, task: Task) -> dict[str, torch.Tensor]:
         device, state, payload, _ = task
         if self.mode == "fedavg" and payload is None:
             raise ValueError(f"fedavg device {device} needs a downlink payload")
         if self.mode == "local" and state is None:
             raise ValueError(f"local device {device} needs its state (a state_dict)")
-        start = payload.tensors if self.mode == "fedavg" else state  # type: ignore[union-attr]
-        params = {n: start[n].detach().to(torch.float32) for n in self.names}
-        consts = {n: v.detach() for n, v in start.items() if n not in params}
-        x, y = self.client.data.train(int(device))
-        return DeviceInit(params, consts, x, y, {"keys": list(start)})
-
-    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self.template, {**params, **consts}, (x,))
-
-    def forward_stacked(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
-                        x: torch.Tensor) -> torch.Tensor:
-        return stacked_vit_forward(self.template, {**params, **consts}, x)  # type: ignore[arg-type]
+        return payload.tensors if self.mode == "fedavg" else state  # type: ignore[union-attr]
 
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
-        merged = {**init.consts, **final}
-        state_dict = {k: merged[k].clone() for k in init.extra["keys"]}
-        flops = self.client.flops_per_sample * stats.samples_processed
+        state_dict = self.trained(init, final)
         device, _, payload, _ = task
         if self.mode == "fedavg":
             uplink = Payload(state_dict, "fp32", {"round": int(payload.config.get("round", 0))})  # type: ignore[union-attr]
-            return LocalResult(int(device), None, uplink, flops, int(init.y.shape[0]), _metrics(stats))
-        return LocalResult(int(device), state_dict, None, flops, int(init.y.shape[0]), _metrics(stats))
+            return LocalResult(int(device), None, uplink, self.flops(stats), int(init.y.shape[0]), stats.metrics())
+        return LocalResult(int(device), state_dict, None, self.flops(stats), int(init.y.shape[0]), stats.metrics())
 
 
 #: client class (exact type) -> plan factory.

@@ -2,9 +2,12 @@
 functional description of one algorithm's local update (see ``learning.execution.batched``).
 
 Algorithms that want their updates batched write a plan beside themselves (PFL-TPS:
-``learning.algorithms.pfl_tps.batched``) and import only this module and
-``learning.execution.batched_vit``; the executor never imports an algorithm's plan, it asks
-the client (``Client.batched_plan()``) or its registry of exact client types.
+``learning.algorithms.pfl_tps.batched``; pFedHN and pFedHN-PC:
+``learning.algorithms.pfedhn_batched``; FedTP: ``learning.algorithms.fedtp_batched``) and
+import only this module, ``learning.execution.plain_plan`` (whole-model cross-entropy
+training from given tensors) and ``learning.execution.batched_vit``; the executor never
+imports an algorithm's plan, it asks the client (``Client.batched_plan()``, imported lazily
+there) or its registry of exact client types (FedAvg, local-only).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ class DeviceStats:
     flops: int | None  # summed per-step FLOPs (plans that count per step), else None
     resets: int
     density_mean: float | None = None  # mean over steps of ``step_density`` (plans that report it)
+
+    def metrics(self) -> dict[str, float]:
+        """The ``LocalResult.metrics`` of a single training (as ``TrainStats.metrics``)."""
+        return {"train_loss": self.loss, "train_accuracy": self.accuracy,
+                "samples_processed": float(self.samples_processed)}
 
 
 class BatchedPlan:

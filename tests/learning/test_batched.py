@@ -14,57 +14,10 @@ from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.pfl_tps.client import PFLTPSClient
 from learning.execution.batched import BatchedExecutor, StackedOptimizer, adam_step_, batched_plan, sgd_step_
 from learning.algorithms.training import TrainParams
-from learning.data import build_federated_data, make_synthetic
 from learning.execution import SequentialExecutor, make_executor
-
-DIM = 16
-MODEL = {"patch_size": 14, "dim": DIM, "depth": 1, "heads": 2, "mlp_ratio": 2.0}
-DEVICES = [3, 0, 2, 1, 4, 3]  # out of order and repeated
-
-
-@pytest.fixture(scope="module")
-def data() -> Any:
-    # Dirichlet split: devices hold 18..61 samples -> different step counts and ragged batches.
-    return build_federated_data(make_synthetic(200, 48, num_classes=4, seed=0), 5, "dirichlet", {"alpha": 0.5}, seed=0)
-
-
-def _tasks(alg: Any, devices: list[int], round_idx: int) -> list[tuple[int, Any, Any, int]]:
-    return [(d, alg.device_state(d), alg.downlink(d, round_idx), 100 * round_idx + d) for d in devices]
-
-
-def _flat(result: LocalResult) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    state = result.state if isinstance(result.state, dict) else {}
-    for group, tensors in state.items():
-        if isinstance(tensors, dict):
-            out.update({f"state.{group}.{k}": v for k, v in tensors.items()})
-        else:
-            out[f"state.{group}"] = tensors
-    if result.uplink is not None:
-        out.update({f"uplink.{k}": v for k, v in result.uplink.tensors.items()})
-    return out
-
-
-def _key_bias(name: str) -> bool:
-    """qkv.bias of a trained SAL: its key third has an exactly-zero true gradient (softmax
-    shift invariance), so Adam turns rounding noise there into lr-sized steps."""
-    return name.endswith("sal.qkv.bias")
-
-
-def _close(want: LocalResult, got: LocalResult, adam_sal: bool = False, atol: float = 1e-5) -> None:
-    assert (got.device, got.flops, got.samples) == (want.device, want.flops, want.samples)
-    assert list(got.metrics) == list(want.metrics)
-    for key, value in want.metrics.items():
-        assert got.metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
-    a, b = _flat(want), _flat(got)
-    assert list(a) == list(b)
-    for name in a:
-        x, y = a[name], b[name]
-        if adam_sal and _key_bias(name):
-            x, y = torch.cat([x[:DIM], x[2 * DIM:]]), torch.cat([y[:DIM], y[2 * DIM:]])
-        torch.testing.assert_close(y, x, rtol=0, atol=atol, msg=name)
-    if want.uplink is not None:
-        assert got.uplink.config == want.uplink.config and got.uplink.wire_bytes == want.uplink.wire_bytes
+from batched_setup import DEVICES, MODEL, data  # noqa: F401 (fixture: used by name)
+from batched_setup import assert_close_results as _close
+from batched_setup import tasks as _tasks
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
@@ -191,17 +144,22 @@ def test_fallbacks_are_sequential(data: Any) -> None:
     assert batched_plan(sub) is None
 
 
-@pytest.mark.parametrize("first", ["learning.algorithms.pfl_tps.batched", "learning.execution.batched"])
+PLAN_MODULES = ("learning.algorithms.pfl_tps.batched", "learning.algorithms.pfedhn_batched",
+                "learning.algorithms.fedtp_batched")
+
+
+@pytest.mark.parametrize("first", [*PLAN_MODULES, "learning.execution.batched", "learning.execution.plain_plan"])
 def test_execution_and_algorithm_plans_import_without_cycle(first: str) -> None:
-    # Each side imports on its own, in a fresh interpreter; the executor never imports an
-    # algorithm's plan module (it asks the client), so no cycle exists.
+    # Each side imports on its own, in a fresh interpreter; the executor (and the plain plan
+    # the algorithms' plans build on) never imports an algorithm's plan module (it asks the
+    # client, which imports its plan lazily), so no cycle exists.
     import subprocess
     import sys
 
     code = (f"import sys, importlib; importlib.import_module({first!r}); "
-            "print('learning.algorithms.pfl_tps.batched' in sys.modules)")
+            f"print(sorted(m for m in {PLAN_MODULES!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str(first.endswith("pfl_tps.batched"))
+    assert out.stdout.strip() == str([first] if first in PLAN_MODULES else [])
 
 
 @pytest.mark.parametrize("name", ["fedavg", "pfl_tps"])
