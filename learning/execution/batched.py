@@ -43,7 +43,6 @@ from learning.algorithms.training import TrainParams, _batch_indices
 from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.optim import adam_step_, sgd_step_
-from learning.payload import Payload
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
            "PlainPlan", "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task"]
@@ -106,7 +105,7 @@ class PlainModelPlan(PlainPlan):
         state_dict = self.trained(init, final)
         device, _, payload, _ = task
         if self.mode == "fedavg":
-            uplink = Payload(state_dict, "fp32", {"round": int(payload.config.get("round", 0))})  # type: ignore[union-attr]
+            uplink = self.client.reply(state_dict, payload)  # uplink_encoding, the downlink's round
             return LocalResult(int(device), None, uplink, self.flops(stats), int(init.y.shape[0]), stats.metrics())
         return LocalResult(int(device), state_dict, None, self.flops(stats), int(init.y.shape[0]), stats.metrics())
 

@@ -89,6 +89,16 @@ def test_plain_models_batched_equal_sequential(data: Any, name: str, optimizer: 
         _close(a, b, adam_sal=optimizer == "adam")
 
 
+def test_fedavg_plan_keeps_the_uplink_encoding(data: Any) -> None:
+    # FedAvg's client replies in uplink_encoding (fp16: rounded values, half the bytes).
+    alg = make_algorithm("fedavg", data, MODEL, {"batch_size": 16, "uplink_encoding": "fp16"}, seed=4)
+    tasks = _tasks(alg, [3, 0], 0)
+    want, got = SequentialExecutor().run(alg.client(), tasks), BatchedExecutor().run(alg.client(), tasks)
+    for a, b in zip(want, got):
+        assert a.uplink.encoding == "fp16"
+        _close(a, b, atol=1e-4)  # fp16-rounded: a float difference may cross one rounding step
+
+
 @pytest.mark.parametrize("extra", [
     {},  # linear SAL (embedding and personal residual trained), Adam
     {"sal_residual": False},  # linear SAL, only the embedding trained
