@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "under OUT/figures/<setting>/.")
     paper.add_argument("--spec", metavar="FILE", default=str(DEFAULT_SPEC), help="paper spec (default analysis/paper.yaml)")
     paper.add_argument("--out", metavar="DIR", required=True, help="directory for the comparisons and results.md")
-    paper.add_argument("--workers", metavar="N", type=int, default=1, help="parallel runs per comparison (default 1)")
+    paper.add_argument("--workers", metavar="N", type=int, default=1,
+                       help="runs at a time: N comparisons side by side, one run each (default 1)")
     paper.add_argument("--dry-run", action="store_true", help="print the cosim compare commands and stop")
     paper.add_argument("--tables-only", action="store_true", help="write results.md and the figures from finished comparisons")
     paper.set_defaults(handler=_cmd_paper)

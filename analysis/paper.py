@@ -9,9 +9,11 @@ setting and method the command runs ::
     python -m cosim compare SCENARIO --set learning.algorithm=METHOD --set KEY=VALUE ... \\
         --repeats N --out OUT/<setting>/<method>
 
-as a child process (``analysis`` never imports the engine), one after another; a
-comparison's finished runs are reused, so an interrupted ``paper`` resumes where it
-stopped. Every method of a setting runs the same seeds (the scenario's seed + repeat),
+as a child process (``analysis`` never imports the engine). With ``workers`` W, W
+comparisons run side by side with one run each (a lone comparison gets all W): a
+comparison of 5 seeds on 2 workers would leave a core idle for its fifth run, and
+``paper`` runs dozens of them. A comparison's finished runs are reused, so an interrupted
+``paper`` resumes where it stopped. Every method of a setting runs the same seeds (the scenario's seed + repeat),
 which pairs them for the tests in :mod:`analysis.paper_tables`. Then ``OUT/results.md``
 gets, per setting, mean ± 95 % CI of every metric per method and the paired tests of the
 spec's ``method`` against every other one, and ``OUT/paper.json`` the wall time spent
@@ -28,8 +30,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +127,13 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
 
 
 def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list[tuple[str, str, list[str]]]:
-    """``(setting, method, argv)`` of every ``cosim compare`` the spec needs, in run order."""
+    """``(setting, method, argv)`` of every ``cosim compare`` the spec needs, in run order.
+
+    ``workers`` is the number of runs at a time over the whole spec: each comparison gets
+    ``workers // min(workers, comparisons)`` of them (:func:`run_paper` runs that many
+    comparisons side by side).
+    """
+    per_compare = max(1, workers // max(1, min(workers, len(spec.settings) * len(spec.methods))))
     commands = []
     for setting, overrides in spec.settings.items():
         for label, algorithm in spec.methods.items():
@@ -132,7 +142,7 @@ def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list
             for key, value in {**spec.overrides, **overrides}.items():  # after the method: may set its params
                 argv += ["--set", f"{key}={_flow(value)}"]
             argv += ["--repeats", str(spec.repeats),
-                     "--workers", str(workers), "--target-accuracy", repr(spec.target_accuracy),
+                     "--workers", str(per_compare), "--target-accuracy", repr(spec.target_accuracy),
                      "--out", str(Path(out) / setting / label)]
             commands.append((setting, label, argv))
     return commands
@@ -152,22 +162,53 @@ def _record_wall(out: Path, seconds: float) -> float:
 
 def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
               log: Callable[[str], None] = print) -> float:
-    """Run every comparison of ``spec`` under ``out`` (skipping finished runs); returns total wall s.
+    """Run every comparison of ``spec`` under ``out`` (skipping finished runs), ``workers``
+    runs at a time (see :func:`compare_commands`); returns the total wall time in s.
+
+    ``OUT/paper.json`` gains the wall time of this invocation as comparisons finish (not the
+    sum of their times: side by side, they overlap). After a failure no further comparison
+    starts; the running ones finish.
 
     Raises:
-        RuntimeError: naming the comparison and its exit status when one fails.
+        RuntimeError: naming the first failed comparison and its exit status.
     """
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     commands = compare_commands(spec, root, workers)
-    for index, (setting, label, argv) in enumerate(commands, 1):
+    side_by_side = max(1, min(workers, len(commands)))
+    lock = threading.Lock()
+    last = [time.perf_counter()]
+
+    def record() -> None:
+        with lock:
+            now = time.perf_counter()
+            _record_wall(root, now - last[0])
+            last[0] = now
+
+    def one(index: int, setting: str, label: str, argv: list[str]) -> str | None:
         log(f"[{index}/{len(commands)}] {setting}/{label}: {' '.join(argv[1:])}")
-        start = time.perf_counter()
         done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
-        _record_wall(root, time.perf_counter() - start)
+        record()
         if done.returncode != 0:
-            raise RuntimeError(f"{setting}/{label}: cosim compare exited with status {done.returncode} "
-                               f"(rerun the command above to see why; finished runs are kept)")
+            return (f"{setting}/{label}: cosim compare exited with status {done.returncode} "
+                    f"(rerun the command above to see why; finished runs are kept)")
+        return None
+
+    failure: str | None = None
+    pending = list(enumerate(commands, 1))
+    with ThreadPoolExecutor(max_workers=side_by_side) as pool:
+        running: set[Future] = set()
+        while pending or running:
+            while pending and failure is None and len(running) < side_by_side:
+                index, (setting, label, argv) = pending.pop(0)
+                running.add(pool.submit(one, index, setting, label, argv))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                failure = failure or future.result()
+    if failure is not None:
+        raise RuntimeError(failure)
     meta = json.loads((root / "paper.json").read_text(encoding="utf-8")) if (root / "paper.json").is_file() else {}
     return float(meta.get("run_wall_s", 0.0))
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +16,8 @@ import pytest
 import cosim
 
 from analysis.__main__ import main as analysis_main
-from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec
+import analysis.paper as paper_module
+from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec, run_paper
 from analysis.paper_tables import method_table, paired_table, verdict
 from learning.algorithms import ALGORITHMS
 
@@ -72,8 +77,57 @@ def test_commands_set_the_method_then_the_overrides(tmp_path):
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     assert sets == ["learning.algorithm={name: pfl_tps, params: {pruning_enabled: false}}", "fl.rounds=2",
                     "learning.partition={name: dirichlet, params: {alpha: 0.1}}"]
-    assert argv[argv.index("--repeats") + 1] == "3" and argv[argv.index("--workers") + 1] == "2"
+    # two comparisons on two workers: side by side, one run each
+    assert argv[argv.index("--repeats") + 1] == "3" and argv[argv.index("--workers") + 1] == "1"
     assert argv[argv.index("--out") + 1] == str(tmp_path / "out" / "d" / "b")
+
+
+def test_a_lone_comparison_gets_every_worker(tmp_path):
+    spec = load_spec(_write(tmp_path, "scenario: scenarios/smoke.yaml\nmethod: a\nmethods: {a: fedavg}\n"))
+    (argv,) = [a for _, _, a in compare_commands(spec, tmp_path / "out", workers=2)]
+    assert argv[argv.index("--workers") + 1] == "2"
+
+
+def _four_methods(tmp_path: Path) -> Path:
+    return _write(tmp_path, "scenario: scenarios/smoke.yaml\nmethod: a\n"
+                            "methods: {a: fedavg, b: local, c: fedprox, d: fedper}\n")
+
+
+def test_run_paper_runs_comparisons_side_by_side_and_records_wall_not_the_sum(tmp_path, monkeypatch):
+    both = threading.Barrier(2, timeout=10)  # broken (an exception) unless two comparisons run at once
+    started: list[str] = []
+
+    def fake_run(argv, **_):
+        started.append(Path(argv[argv.index("--out") + 1]).name)
+        both.wait()
+        time.sleep(0.2)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(paper_module.subprocess, "run", fake_run)
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    total = run_paper(load_spec(_four_methods(tmp_path)), out, workers=2, log=lambda _: None)
+    elapsed = time.perf_counter() - t0
+    assert sorted(started) == ["a", "b", "c", "d"]
+    # four 0.2 s comparisons overlapping two by two: their sum (>= 0.8 s) is not the wall time
+    assert total == json.loads((out / "paper.json").read_text())["run_wall_s"]
+    assert 0.4 <= total <= elapsed
+
+
+def test_run_paper_starts_nothing_after_a_failure_and_names_it(tmp_path, monkeypatch):
+    started: list[str] = []
+
+    def fake_run(argv, **_):
+        label = Path(argv[argv.index("--out") + 1]).name
+        started.append(label)
+        if label == "b":
+            time.sleep(1.0)  # still running when a fails
+        return subprocess.CompletedProcess(argv, 3 if label == "a" else 0)
+
+    monkeypatch.setattr(paper_module.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match=r"default/a: cosim compare exited with status 3"):
+        run_paper(load_spec(_four_methods(tmp_path)), tmp_path / "out", workers=2, log=lambda _: None)
+    assert sorted(started) == ["a", "b"]  # b was already running beside a; c and d never start
 
 
 def _frame(rows):
