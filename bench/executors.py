@@ -1,10 +1,17 @@
 """Throughput of the executors on urban_50dev's model, measured in one run.
 
-Local updates (1 epoch, batch 32, Adam) of ``--devices`` devices per round on
-Fashion-MNIST (or synthetic data when it is not found), pathological 2-class split over 50
-devices, ViT patch 7 / dim 64 / depth 2 / heads 4 / mlp_ratio 2 on 28x28x1, 10 classes,
-for each of ``--algorithms`` (FedAvg and PFL-TPS by default). Prints samples/s of
-sequential (1 and 2 threads), process (2 workers) and batched, and batched/sequential.
+Local updates of ``--devices`` devices per round on Fashion-MNIST (or synthetic data when
+it is not found), pathological 2-class split over 50 devices, ViT patch 7 / dim 64 /
+depth 2 / heads 4 / mlp_ratio 2 on 28x28x1, 10 classes, for each of ``--algorithms``
+(FedAvg and PFL-TPS by default; any registered algorithm, e.g. pfedhn, pfedhn_pc, fedtp),
+each with its own default training parameters as urban_50dev runs them (1 epoch; batch 32
+and Adam, pFedHN's inner SGD with momentum and batch 64). Prints samples/s of sequential
+(1 and 2 threads), process (2 workers) and batched, and batched/sequential.
+
+``--cpu``: instead, samples per CPU-second of the calling thread (``time.thread_time``) of
+the sequential and batched executors, both on 1 torch thread (all their work runs on the
+calling thread), interleaved, and their ratio: the per-thread efficiency, which other load
+on the machine does not change the way it changes wall-clock rates.
 
 This machine's timings drift by 10-20 % from one second to the next, so every executor
 runs one warm-up round (pool start-up, first-call costs) and then ``--repeats`` timed
@@ -12,7 +19,7 @@ rounds, the in-process ones interleaved (a slow spell hits all of them alike), a
 median of its repeats is printed.
 
 Usage: python bench/executors.py [--devices 10 50] [--algorithms fedavg pfl_tps]
-       [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--profile]
+       [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--cpu] [--profile]
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -51,12 +58,30 @@ EXECUTORS = (  # column, executor name, workers, threads (None: --threads / --ba
 )
 
 
-def round_samples_per_s(ex: Any, alg: Any, devices: list[int], round_idx: int) -> float:
-    """Samples/s of one round of local updates of ``devices`` on executor ``ex``."""
+def round_samples_per_s(ex: Any, alg: Any, devices: list[int], round_idx: int,
+                        clock: Callable[[], float] = time.perf_counter) -> float:
+    """Samples per second of ``clock`` (wall by default) of one round of local updates of
+    ``devices`` on executor ``ex`` (the downlinks are built before the clock starts)."""
     tasks = [(d, alg.device_state(d), alg.downlink(d, round_idx), 1000 * round_idx + d) for d in devices]
-    start = time.perf_counter()
+    start = clock()
     results = ex.run(alg.client(), tasks)
-    return sum(int(r.metrics["samples_processed"]) for r in results) / (time.perf_counter() - start)
+    return sum(int(r.metrics["samples_processed"]) for r in results) / (clock() - start)
+
+
+CPU_COLUMNS = ("sequential", "batched")
+
+
+def measure_cpu(alg: Any, devices: list[int], repeats: int) -> dict[str, float]:
+    """Median samples per thread-CPU-second (``time.thread_time``) over ``repeats`` rounds of
+    the sequential and batched executors, 1 torch thread each, interleaved."""
+    execs = {c: make_executor(c, workers=1, threads=1) for c in CPU_COLUMNS}
+    rates: dict[str, list[float]] = {c: [] for c in CPU_COLUMNS}
+    for column, ex in execs.items():
+        round_samples_per_s(ex, alg, devices, 0, time.thread_time)  # warm-up
+    for r in range(1, repeats + 1):
+        for column, ex in execs.items():
+            rates[column].append(round_samples_per_s(ex, alg, devices, r, time.thread_time))
+    return {c: statistics.median(v) for c, v in rates.items()}
 
 
 def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int) -> dict[str, float]:
@@ -89,14 +114,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per executor (median printed)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of sequential / each process worker")
     parser.add_argument("--batched-threads", type=int, default=2)
+    parser.add_argument("--cpu", action="store_true",
+                        help="per-thread CPU time (time.thread_time) of sequential vs batched, 1 thread each")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one batched round")
     args = parser.parse_args()
     fd, dname = load_data(args.max_train or None)
+    if args.cpu:
+        print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} threads=1 "
+              f"samples per thread-CPU-second, median of {args.repeats} interleaved rounds")
+        print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c in CPU_COLUMNS) + f" {'batched/seq':>12}")
+        for name in args.algorithms:
+            alg = make_algorithm(name, fd, MODEL, {}, seed=7)
+            for n in args.devices:
+                rates = measure_cpu(alg, list(range(n)), args.repeats)
+                print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>11.0f}" for c in CPU_COLUMNS)
+                      + f" {rates['batched'] / rates['sequential']:>12.2f}")
+        return
     print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} cores={torch.get_num_threads()} "
           f"median of {args.repeats} interleaved rounds")
     print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c, *_ in EXECUTORS) + f" {'batched/seq':>12}")
     for name in args.algorithms:
-        alg = make_algorithm(name, fd, MODEL, {"batch_size": 32, "local_epochs": 1.0}, seed=7)
+        alg = make_algorithm(name, fd, MODEL, {}, seed=7)
         for n in args.devices:
             rates = measure(alg, list(range(n)), args.repeats, args.threads, args.batched_threads)
             print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>11.0f}" for c, *_ in EXECUTORS)
@@ -104,7 +142,7 @@ def main() -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        alg = make_algorithm(args.algorithms[0], fd, MODEL, {"batch_size": 32, "local_epochs": 1.0}, seed=7)
+        alg = make_algorithm(args.algorithms[0], fd, MODEL, {}, seed=7)
         devices = list(range(max(args.devices)))
         with make_executor("batched", threads=args.batched_threads) as ex:
             round_samples_per_s(ex, alg, devices, 0)
