@@ -76,7 +76,7 @@ def measure_cpu(alg: Any, devices: list[int], repeats: int) -> dict[str, float]:
     the sequential and batched executors, 1 torch thread each, interleaved."""
     execs = {c: make_executor(c, workers=1, threads=1) for c in CPU_COLUMNS}
     rates: dict[str, list[float]] = {c: [] for c in CPU_COLUMNS}
-    for column, ex in execs.items():
+    for ex in execs.values():
         round_samples_per_s(ex, alg, devices, 0, time.thread_time)  # warm-up
     for r in range(1, repeats + 1):
         for column, ex in execs.items():
@@ -122,7 +122,8 @@ def main() -> None:
     if args.cpu:
         print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} threads=1 "
               f"samples per thread-CPU-second, median of {args.repeats} interleaved rounds")
-        print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c in CPU_COLUMNS) + f" {'batched/seq':>12}")
+        print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c in CPU_COLUMNS)
+              + f" {'batched/seq':>12}")
         for name in args.algorithms:
             alg = make_algorithm(name, fd, MODEL, {}, seed=7)
             for n in args.devices:

@@ -36,6 +36,7 @@ class FedTPPlan(PlainPlan):
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, _, payload, _ = task
         trained = self.trained(init, final, self.state_keys)  # model.state_dict()'s order
-        uplink = fedtp_uplink(trained, payload.tensors, self.sal, int(payload.config.get("round", 0)),  # type: ignore[union-attr]
+        round_idx = int(payload.config.get("round", 0))  # type: ignore[union-attr]
+        uplink = fedtp_uplink(trained, payload.tensors, self.sal, round_idx,  # type: ignore[union-attr]
                               self.client.params["uplink_encoding"])
         return LocalResult(int(device), None, uplink, self.flops(stats), int(init.y.shape[0]), stats.metrics())

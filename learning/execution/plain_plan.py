@@ -51,7 +51,8 @@ class PlainPlan(BatchedPlan):
         x, y = self.client.data.train(int(task[0]))
         return DeviceInit(params, consts, x, y, {"keys": list(start)})
 
-    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
+                x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.template, {**params, **consts}, (x,))
 
     def forward_stacked(self, params: dict[str, torch.Tensor], consts: dict[str, torch.Tensor],
@@ -59,7 +60,8 @@ class PlainPlan(BatchedPlan):
         return stacked_vit_forward(self.template, {**params, **consts}, x)  # type: ignore[arg-type]
 
     @staticmethod
-    def trained(init: DeviceInit, final: dict[str, torch.Tensor], keys: list[str] | None = None) -> dict[str, torch.Tensor]:
+    def trained(init: DeviceInit, final: dict[str, torch.Tensor],
+                keys: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Copies of the trained model's tensors named ``keys`` (default: the start tensors'
         names, in their order): trained parameters from ``final``, the rest as started."""
         merged = {**init.consts, **final}
