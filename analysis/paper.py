@@ -50,8 +50,9 @@ __all__ = ["PaperSpec", "load_spec", "compare_commands", "run_paper", "collect",
 DEFAULT_SPEC = Path(__file__).with_name("paper.yaml")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods"}
-#: summary fields read besides the comparison metrics (PFL-TPS pruning statistics)
-SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets")
+#: summary fields read besides the comparison metrics (PFL-TPS pruning statistics, the
+#: held-out devices' accuracy after joining)
+SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy")
 #: figures written per setting by :func:`write_figures` (file stem -> caption)
 FIGURES = {"accuracy_vs_time": "mean test accuracy against simulated time, every method",
            "energy_vs_accuracy": "cumulative energy of all devices against accuracy, every method",

@@ -36,9 +36,11 @@ METHOD_COLUMNS = (
     ("uplink_bytes", "uplink [B]", ".4g"),
     ("mean_ffl_density", "mean FFL density", ".3f"),
     ("threshold_resets", "threshold resets", ".1f"),
+    ("holdout_accuracy", "held-out accuracy", ".4f"),
 )
-#: columns left out of a setting's table when no method has them (pruning statistics, ...)
-OPTIONAL_COLUMNS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets")
+#: columns left out of a setting's table when no method has them (pruning statistics,
+#: new-device accuracy of runs with ``learning.holdout_devices``, ...)
+OPTIONAL_COLUMNS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy")
 ALPHA = 0.05
 
 

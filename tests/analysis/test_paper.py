@@ -30,7 +30,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml", "paper_tuned.yaml"])
+@pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml", "paper_tuned.yaml",
+                                  "holdout.yaml"])
 def test_shipped_specs_name_real_algorithms_and_parameters(name):
     spec = load_spec(DEFAULT_SPEC.with_name(name))
     assert spec.repeats >= 3
@@ -151,6 +152,18 @@ def test_paired_table_hand_values():
     assert row[9] == "+0.0 ± 0.0" and row[11] == "no significant difference"
     table = method_table(frame)
     assert "n/a [0/5]" not in table and "[3/5]" in table  # b reached the target in 3 of 5 seeds
+    assert "held-out accuracy" not in table  # no run held devices out
+
+
+def test_held_out_accuracy_column_when_runs_hold_devices_out():
+    rows = [["s", m, seed, 0.9, 50.0, 10.0, 5.0, 1.0] for m in ("m", "b") for seed in range(3)]
+    frame = _frame(rows)
+    frame["holdout_accuracy"] = [0.30, 0.32, 0.34, math.nan, math.nan, math.nan]  # b: no way to join
+    header, _, row_m, row_b = method_table(frame).splitlines()
+    heading = [c.strip() for c in header.strip("|").split("|")]
+    column = heading.index("held-out accuracy")
+    assert [c.strip() for c in row_m.strip("|").split("|")][column].startswith("0.3200 ± ")
+    assert [c.strip() for c in row_b.strip("|").split("|")][column] == "n/a [0/3]"
 
 
 def test_verdict_needs_significance():
