@@ -203,3 +203,18 @@ def test_tables_only_without_runs_names_the_directory(tmp_path, capsys):
     assert analysis_main(["paper", "--spec", str(spec), "--out", str(tmp_path / "o"), "--tables-only"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("analysis: error: ") and "default/a: no comparison here" in err
+
+
+def _resolved(spec_name: str, setting: str, label: str) -> str:
+    spec = load_spec(DEFAULT_SPEC.with_name(spec_name))
+    (argv,) = [a for s, m, a in compare_commands(spec, "unused") if (s, m) == (setting, label)]
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    return cosim.load_scenario(ROOT / spec.scenario, overrides=sets).to_yaml()
+
+
+@pytest.mark.parametrize("sweep_label, paper_label", [("lambda_5e-3", "pfl_tps"), ("no_pruning", "no_pruning")])
+def test_lambda_sweep_default_runs_are_the_paper_runs(sweep_label, paper_label):
+    # the sweep reuses the paper's runs of these two (copied in): a different scenario.yaml
+    # (e.g. the default λ spelt out) makes `cosim compare` refuse them
+    assert _resolved("lambda_sweep.yaml", "pathological-2", sweep_label) == \
+        _resolved("paper_quick.yaml", "pathological-2", paper_label)
