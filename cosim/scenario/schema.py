@@ -160,7 +160,9 @@ class Execution(StrictModel):
     """How local updates are executed (not what they compute).
 
     ``executor``: ``sequential`` | ``process`` (``workers`` processes) | ``batched`` (many
-    devices at once with ``torch.func``) | ``ray`` (``workers`` Ray actors). ``address``
+    devices at once with ``torch.func``; ``workers`` > 1: a round's devices in ``workers``
+    shares balanced by training samples, one process each) | ``ray`` (``workers`` Ray
+    actors). ``threads``: torch threads per process or actor. ``address``
     (ray only): ``auto`` | ``local`` | ``HOST:PORT`` of an existing Ray cluster's head.
     """
 

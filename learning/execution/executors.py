@@ -4,7 +4,8 @@ Protocol: ``executor.run(client, tasks) -> list[LocalResult]`` with tasks
 ``(device, state, payload, seed)`` and results in task order; ``close()``; context manager.
 
 - ``SequentialExecutor``: in this process, ``torch.set_num_threads(threads)``.
-- ``BatchedExecutor`` (``learning.execution.batched``): many devices' updates at once with ``torch.func``.
+- ``BatchedExecutor`` (``learning.execution.batched``): many devices' updates at once with ``torch.func``;
+  with ``workers > 1``, in shares on a ``ProcessExecutor`` pool.
 - ``RayExecutor`` (``learning.execution.ray_executor``): Ray actors, local or on a cluster (``address``).
 - ``ProcessExecutor``: a ``multiprocessing`` pool of ``workers`` processes, each with
   ``torch.set_num_threads(threads)``. The client (data + config) is pickled once per pool,
@@ -12,6 +13,8 @@ Protocol: ``executor.run(client, tasks) -> list[LocalResult]`` with tasks
   Tasks and results travel as plain pickled bytes (not through shared-memory tensors).
   Default start method ``forkserver`` (preloading torch and this package), which is safe
   with torch's thread pools and starts workers in well under a second after the first.
+  ``map_bytes`` runs any module-level function on pickled bytes in the pool: the batched
+  executor's worker processes (``BatchedExecutor(workers > 1)``) are this pool.
 
 Because ``Client.local_update`` is pure and each task carries its own seed, both
 executors give bit-identical results for the same threads setting.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import pickle
 import signal
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import torch
 
@@ -87,14 +90,20 @@ def _init_worker(client: Client, threads: int) -> None:
     _WORKER_CLIENT = client
 
 
-def _run_task(task_bytes: bytes) -> bytes:
+def worker_client() -> Client:
+    """The client of this pool worker process (what ``ProcessExecutor`` sent it)."""
     if _WORKER_CLIENT is None:  # pragma: no cover - initializer always ran
         raise RuntimeError("worker has no client")
+    return _WORKER_CLIENT
+
+
+def _run_task(task_bytes: bytes) -> bytes:
     device, state, payload, seed = pickle.loads(task_bytes)
-    return _dumps(_WORKER_CLIENT.local_update(int(device), state, payload, int(seed)))
+    return dumps(worker_client().local_update(int(device), state, payload, int(seed)))
 
 
-def _dumps(obj: Any) -> bytes:
+def dumps(obj: Any) -> bytes:
+    """``obj`` as plain pickle bytes (how tasks and results travel to and from the pool)."""
     # Plain pickle (tensor data copied into the bytes): the pool's own pickler would move
     # every tensor into a shared-memory segment, which costs more than the copy for the
     # few-hundred-kB states and payloads of a task.
@@ -108,9 +117,12 @@ class ProcessExecutor:
         workers: number of worker processes.
         threads: torch intra-op threads per worker.
         start_method: ``"forkserver"`` (default), ``"spawn"`` or ``"fork"``.
+        preload: modules the fork server imports besides torch and this one (it is started
+            once per Python process: the first pool's list counts).
     """
 
-    def __init__(self, workers: int = 1, threads: int = 1, start_method: str = "forkserver") -> None:
+    def __init__(self, workers: int = 1, threads: int = 1, start_method: str = "forkserver",
+                 preload: Sequence[str] = ()) -> None:
         _check_sizes(workers, threads)
         if start_method not in mp.get_all_start_methods():
             raise ValueError(f"unknown start method {start_method!r}; allowed: {mp.get_all_start_methods()}")
@@ -119,7 +131,7 @@ class ProcessExecutor:
         self.start_method = start_method
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["torch", "learning.execution.executors"])
+            self._ctx.set_forkserver_preload(["torch", "learning.execution.executors", *preload])
         self._pool: Any = None
         self._client: Client | None = None
 
@@ -135,8 +147,16 @@ class ProcessExecutor:
         if not tasks:
             return []
         self._ensure_pool(client)
-        blobs = [_dumps(tuple(task)) for task in tasks]
+        blobs = [dumps(tuple(task)) for task in tasks]
         return [pickle.loads(b) for b in self._pool.map(_run_task, blobs, chunksize=1)]
+
+    def map_bytes(self, client: Client, fn: Callable[[bytes], bytes], blobs: Iterable[bytes]) -> list[bytes]:
+        """``[fn(b) for b in blobs]`` in the pool of ``client`` (module-level ``fn``; it finds
+        the client with ``worker_client()``), in order. Each blob is submitted as soon as
+        it is made, so a worker starts while the next one is still being pickled."""
+        self._ensure_pool(client)
+        pending = [self._pool.apply_async(fn, (blob,)) for blob in blobs]
+        return [p.get() for p in pending]
 
     def close(self) -> None:
         """Terminate the pool (a later ``run`` starts a new one)."""

@@ -137,6 +137,28 @@ def test_process_executor_gives_byte_identical_traces(tmp_path):
         assert (tmp_path / "sequential" / name).read_bytes() == (tmp_path / "process" / name).read_bytes(), name
 
 
+def test_batched_worker_processes_equal_one_process(tmp_path):
+    # Uneven data (Dirichlet) over 4 devices a round: two worker shares of different sizes.
+    overrides = ["fl.rounds=2", "learning.algorithm.name=pfl_tps", "fl.devices_per_round=4",
+                 "learning.partition={name: dirichlet, params: {alpha: 0.5}}", "execution.executor=batched"]
+    s1, one = run(tmp_path, [*overrides, "execution.workers=1"], "one")
+    s2, two = run(tmp_path, [*overrides, "execution.workers=2", "execution.threads=1"], "two")
+    assert load_scenario(SMOKE, [*overrides, "execution.workers=2"]).execution.workers == 2
+    assert len(set(one["devices"]["samples"])) > 2 and sum(one["rounds"]["completed"]) > 0
+    for table in ("events", "rounds", "devices"):
+        assert list(one[table]) == list(two[table])
+        for column, want in one[table].items():
+            got = two[table][column]
+            if want and isinstance(want[0], float):
+                np.testing.assert_allclose(np.array(got, dtype=float), np.array(want, dtype=float), rtol=1e-5,
+                                           atol=1e-6, err_msg=f"{table}.{column}")
+            else:
+                assert got == want, f"{table}.{column}"
+    assert s1.keys() == s2.keys()
+    for key, want in s1.items():
+        assert s2[key] == (pytest.approx(want, rel=1e-5, abs=1e-6) if isinstance(want, float) else want), key
+
+
 def test_device_cut_during_upload_was_busy_not_idle(tmp_path):
     # One static device, no fading: download, compute and upload back to back, so it is
     # never idle (no access latency, which is idle waiting). Cut it half-way through its

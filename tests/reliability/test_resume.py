@@ -93,6 +93,28 @@ def test_ctrl_c_stops_at_round_boundary_and_resumes(reference: Path, tmp_path: P
     assert_same_traces(reference, out)
 
 
+def test_ctrl_c_to_the_process_group_with_batched_workers_resumes(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches every process of its group, the batched executor's pool
+    # workers and fork server too: they ignore it, the run stops at a round boundary, and
+    # the resumed run (a new pool) ends with the traces of an uninterrupted one.
+    sets = [*SETS, "--set", "fl.rounds=4", "--set", "execution.executor=batched", "--set", "execution.workers=2"]
+    reference = tmp_path / "reference"
+    assert cosim("run", SCENARIO, *sets, "--out", str(reference), "--quiet", stdout=subprocess.DEVNULL).wait(120) == 0
+    out = tmp_path / "run"
+    proc = cosim("run", SCENARIO, *sets, "--out", str(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("round 2/"):
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert (out / "checkpoint.pkl").exists() and not (out / "summary.json").exists()
+    assert cosim("run", "--resume", str(out), "--quiet", stdout=subprocess.DEVNULL).wait(120) == 0
+    assert_same_traces(reference, out)
+
+
 def test_resume_rejects_extra_arguments(tmp_path: Path) -> None:
     proc = cosim("run", SCENARIO, "--resume", str(tmp_path), stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=60)
