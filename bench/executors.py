@@ -6,7 +6,9 @@ depth 2 / heads 4 / mlp_ratio 2 on 28x28x1, 10 classes, for each of ``--algorith
 (FedAvg and PFL-TPS by default; any registered algorithm, e.g. pfedhn, pfedhn_pc, fedtp),
 each with its own default training parameters as urban_50dev runs them (1 epoch; batch 32
 and Adam, pFedHN's inner SGD with momentum and batch 64). Prints samples/s of sequential
-(1 and 2 threads), process (2 workers) and batched, and batched/sequential.
+(1 and 2 threads), process (2 workers), batched (one process) and batched(Wx1) (2 worker
+processes of 1 thread, each training a share of the round), and each batched column /
+sequential.
 
 ``--cpu``: instead, samples per CPU-second of the calling thread (``time.thread_time``) of
 the sequential and batched executors, both on 1 torch thread (all their work runs on the
@@ -15,8 +17,9 @@ on the machine does not change the way it changes wall-clock rates.
 
 This machine's timings drift by 10-20 % from one second to the next, so every executor
 runs one warm-up round (pool start-up, first-call costs) and then ``--repeats`` timed
-rounds, the in-process ones interleaved (a slow spell hits all of them alike), and the
-median of its repeats is printed.
+rounds, interleaved (a slow spell hits all of them alike): all but process(2), which runs
+on its own afterwards (batched(Wx1)'s two workers are idle, blocked on their pipes, while
+the others are timed). The median of each executor's repeats is printed.
 
 Usage: python bench/executors.py [--devices 10 50] [--algorithms fedavg pfl_tps]
        [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--cpu] [--profile]
@@ -55,7 +58,12 @@ EXECUTORS = (  # column, executor name, workers, threads (None: --threads / --ba
     ("seq(T=2)", "sequential", 1, 2),
     ("process(2)", "process", 2, None),
     ("batched", "batched", 1, None),
+    ("batched(Wx1)", "batched", 2, 1),
 )
+#: what each column of the throughput table is (printed above it).
+LEGEND = ("sequential: 1 process, --threads; seq(T=2): 1 process, 2 threads; process(2): 2 processes x --threads; "
+          "batched: 1 process, --batched-threads; batched(Wx1): batched, W=2 worker processes x 1 thread; "
+          "batched/seq, Wx1/seq: batched and batched(Wx1) over sequential")
 
 
 def round_samples_per_s(ex: Any, alg: Any, devices: list[int], round_idx: int,
@@ -98,6 +106,8 @@ def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_th
     for r in range(1, repeats + 1):
         for column, ex in execs.items():
             rates[column].append(round_samples_per_s(ex, alg, devices, r))
+    for ex in execs.values():
+        ex.close()  # batched(Wx1)'s pool
     for column, name, workers, t in EXECUTORS:
         if name == "process":
             with make_executor(name, workers=workers, threads=t or threads) as ex:
@@ -133,13 +143,16 @@ def main() -> None:
         return
     print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} cores={torch.get_num_threads()} "
           f"median of {args.repeats} interleaved rounds")
-    print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>11}" for c, *_ in EXECUTORS) + f" {'batched/seq':>12}")
+    print(LEGEND)
+    print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>12}" for c, *_ in EXECUTORS)
+          + f" {'batched/seq':>12} {'Wx1/seq':>12}")
     for name in args.algorithms:
         alg = make_algorithm(name, fd, MODEL, {}, seed=7)
         for n in args.devices:
             rates = measure(alg, list(range(n)), args.repeats, args.threads, args.batched_threads)
-            print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>11.0f}" for c, *_ in EXECUTORS)
-                  + f" {rates['batched'] / rates['sequential']:>12.2f}")
+            print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>12.0f}" for c, *_ in EXECUTORS)
+                  + f" {rates['batched'] / rates['sequential']:>12.2f}"
+                  + f" {rates['batched(Wx1)'] / rates['sequential']:>12.2f}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
