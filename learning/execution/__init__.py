@@ -8,6 +8,7 @@
   the FedAvg, local, pFedHN, pFedHN-PC and FedTP plans) and ``batched_vit`` (the ViT
   forward over a stacked device axis).
 - ``ray_executor``: ``RayExecutor`` (Ray actors, locally or on a cluster).
+- ``transport``: how tasks and results travel to and from pool workers.
 
 Only ``executors`` is imported here; the batched and Ray machinery load when built.
 """

@@ -23,7 +23,8 @@ training data run sequentially in this process, so results never depend on the e
 
 Worker processes (``workers > 1``): the round's tasks are split into ``workers`` shares
 balanced by training samples (``assign_shares``: greedy, longest first, so the devices with
-the most steps, the long poles, are spread first), each share is pickled once and trained
+the most steps, the long poles, are spread first), each share is packed once
+(``learning.execution.transport``: tensor memory through an in-memory file) and trained
 in a ``ProcessExecutor`` pool (forkserver, client sent once per pool, SIGINT ignored in the
 workers) by ``BatchedExecutor(threads=threads).run`` there, and the results come back in
 task order. Every task goes to the pool, the ones that cannot be batched too (they run
@@ -40,7 +41,6 @@ the real samples only, so padding changes neither loss nor gradient.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Callable, Sequence
 
 import torch
@@ -50,7 +50,8 @@ from learning.algorithms.base import Client, LocalResult
 from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.local import LocalClient
 from learning.algorithms.training import TrainParams, _batch_indices
-from learning.execution.executors import ProcessExecutor, dumps, worker_client
+from learning.execution.executors import ProcessExecutor, worker_client
+from learning.execution.transport import pack, unpack
 from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
 from learning.optim import adam_step_, sgd_step_
@@ -234,14 +235,15 @@ def assign_shares(weights: Sequence[int], n_shares: int) -> list[list[int]]:
 _WORKER_EXECUTOR: "BatchedExecutor | None" = None  # a pool worker's in-process executor (caches the plan)
 
 
-def _run_share(blob: bytes) -> bytes:
-    """Pool worker: train one share ``(threads, max_devices, tasks)`` with the in-process path."""
+def _run_share(packed: Any) -> Any:
+    """Pool worker: train one packed share ``(threads, max_devices, tasks)`` with the
+    in-process path; the results, packed (``learning.execution.transport``)."""
     global _WORKER_EXECUTOR
-    threads, max_devices, tasks = pickle.loads(blob)
+    threads, max_devices, tasks = unpack(packed)
     ex = _WORKER_EXECUTOR
     if ex is None or (ex.threads, ex.max_devices) != (threads, max_devices):
         ex = _WORKER_EXECUTOR = BatchedExecutor(threads=threads, max_devices=max_devices)
-    return dumps(ex.run(worker_client(), tasks))
+    return pack(ex.run(worker_client(), tasks))
 
 
 class BatchedExecutor:
@@ -303,10 +305,10 @@ class BatchedExecutor:
         if not tasks:
             return []
         shares = assign_shares([client.data.num_train(int(t[0])) for t in tasks], self.workers)
-        blobs = (dumps((self.threads, self.max_devices, [tuple(tasks[i]) for i in share])) for share in shares)
+        packed = (pack((self.threads, self.max_devices, [tuple(tasks[i]) for i in share])) for share in shares)
         results: list[LocalResult | None] = [None] * len(tasks)
-        for share, blob in zip(shares, self._pool.map_bytes(client, _run_share, blobs)):  # type: ignore[union-attr]
-            for i, result in zip(share, pickle.loads(blob), strict=True):
+        for share, out in zip(shares, self._pool.map_each(client, _run_share, packed)):  # type: ignore[union-attr]
+            for i, result in zip(share, unpack(out), strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
 

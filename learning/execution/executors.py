@@ -10,11 +10,12 @@ Protocol: ``executor.run(client, tasks) -> list[LocalResult]`` with tasks
 - ``ProcessExecutor``: a ``multiprocessing`` pool of ``workers`` processes, each with
   ``torch.set_num_threads(threads)``. The client (data + config) is pickled once per pool,
   in the worker initializer; passing a different client object re-creates the pool.
-  Tasks and results travel as plain pickled bytes (not through shared-memory tensors).
+  Tasks and results travel as plain pickled bytes (not through shared-memory tensors;
+  ``learning.execution.transport.dumps``).
   Default start method ``forkserver`` (preloading torch and this package), which is safe
   with torch's thread pools and starts workers in well under a second after the first.
-  ``map_bytes`` runs any module-level function on pickled bytes in the pool: the batched
-  executor's worker processes (``BatchedExecutor(workers > 1)``) are this pool.
+  ``map_each`` runs any module-level function in the pool: the batched executor's worker
+  processes (``BatchedExecutor(workers > 1)``) are this pool.
 
 Because ``Client.local_update`` is pure and each task carries its own seed, both
 executors give bit-identical results for the same threads setting.
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import torch
 
 from learning.algorithms.base import Client, LocalResult
+from learning.execution.transport import dumps
 from learning.payload import Payload
 
 __all__ = ["Task", "Executor", "SequentialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor"]
@@ -102,14 +104,6 @@ def _run_task(task_bytes: bytes) -> bytes:
     return dumps(worker_client().local_update(int(device), state, payload, int(seed)))
 
 
-def dumps(obj: Any) -> bytes:
-    """``obj`` as plain pickle bytes (how tasks and results travel to and from the pool)."""
-    # Plain pickle (tensor data copied into the bytes): the pool's own pickler would move
-    # every tensor into a shared-memory segment, which costs more than the copy for the
-    # few-hundred-kB states and payloads of a task.
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 class ProcessExecutor:
     """Runs tasks in a pool of worker processes (one task per worker at a time).
 
@@ -150,12 +144,12 @@ class ProcessExecutor:
         blobs = [dumps(tuple(task)) for task in tasks]
         return [pickle.loads(b) for b in self._pool.map(_run_task, blobs, chunksize=1)]
 
-    def map_bytes(self, client: Client, fn: Callable[[bytes], bytes], blobs: Iterable[bytes]) -> list[bytes]:
-        """``[fn(b) for b in blobs]`` in the pool of ``client`` (module-level ``fn``; it finds
-        the client with ``worker_client()``), in order. Each blob is submitted as soon as
-        it is made, so a worker starts while the next one is still being pickled."""
+    def map_each(self, client: Client, fn: Callable[[Any], Any], args: Iterable[Any]) -> list[Any]:
+        """``[fn(a) for a in args]`` in the pool of ``client`` (module-level ``fn``; it finds
+        the client with ``worker_client()``), in order. Each argument is submitted as soon
+        as it is made, so a worker starts while the next one is still being prepared."""
         self._ensure_pool(client)
-        pending = [self._pool.apply_async(fn, (blob,)) for blob in blobs]
+        pending = [self._pool.apply_async(fn, (a,)) for a in args]
         return [p.get() for p in pending]
 
     def close(self) -> None:

@@ -76,3 +76,4 @@ def test_registry_and_validation() -> None:
         make_executor("process", workers=0)
     with pytest.raises(ValueError, match="start method"):
         ProcessExecutor(start_method="teleport")
+
