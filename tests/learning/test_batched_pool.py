@@ -93,3 +93,16 @@ def test_pool_reused_per_client_recreated_for_another_and_closed(data: Any) -> N
 def test_one_worker_keeps_no_pool() -> None:
     ex = make_executor("batched", workers=1, threads=1)
     assert isinstance(ex, BatchedExecutor) and ex._pool is None
+
+
+def test_rounds_leave_no_descriptors_behind(data: Any) -> None:
+    # Each share and its results travel through an in-memory file: every round closes them.
+    import os
+
+    alg = make_algorithm("fedavg", data, MODEL, {"batch_size": 16}, seed=0)
+    with BatchedExecutor(workers=2) as ex:
+        ex.run(alg.client(), _tasks(alg, [0, 1, 2], 0))  # the pool and its pipes exist now
+        before = len(os.listdir("/proc/self/fd"))
+        for r in range(1, 4):
+            ex.run(alg.client(), _tasks(alg, [0, 1, 2], r))
+        assert len(os.listdir("/proc/self/fd")) == before
