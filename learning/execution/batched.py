@@ -29,7 +29,7 @@ in a ``ProcessExecutor`` pool (forkserver, client sent once per pool, SIGINT ign
 workers) by ``BatchedExecutor(threads=threads).run`` there, and the results come back in
 task order. Every task goes to the pool, the ones that cannot be batched too (they run
 sequentially in their worker, as they would here), so a client without a plan still uses
-every worker. ``workers == 1`` trains in this process, as before.
+every worker. ``workers == 1`` trains everything in this process (the path above).
 
 Ragged data: every device keeps its own shuffled batches (same generator as
 ``train_local``). Devices are sorted by their number of steps, so at step ``k`` the devices
@@ -51,9 +51,9 @@ from learning.algorithms.fedavg import FedAvgClient
 from learning.algorithms.local import LocalClient
 from learning.algorithms.training import TrainParams, _batch_indices
 from learning.execution.executors import ProcessExecutor, worker_client
-from learning.execution.transport import pack, unpack
 from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import BatchedPlan, DeviceInit, DeviceStats, Task
+from learning.execution.transport import pack, unpack
 from learning.optim import adam_step_, sgd_step_
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
