@@ -28,10 +28,7 @@ class FedTPPlan(PlainPlan):
         self.sal = generated_names(self.template)
 
     def start(self, task: Task) -> dict[str, torch.Tensor]:
-        device, _, payload, _ = task
-        if payload is None:
-            raise ValueError(f"fedtp device {device} needs a downlink payload")
-        return payload.tensors
+        return self.received(task, "fedtp")
 
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, _, payload, _ = task

@@ -26,10 +26,7 @@ class PFedHNPlan(PlainPlan):
     """pFedHN: train the generated model θ_i; uplink Δθ_i = θ_sent − θ_trained."""
 
     def start(self, task: Task) -> dict[str, torch.Tensor]:
-        device, _, payload, _ = task
-        if payload is None:
-            raise ValueError(f"pfedhn device {device} needs a downlink payload")
-        return payload.tensors
+        return self.received(task, "pfedhn")
 
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, _, payload, _ = task

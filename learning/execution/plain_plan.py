@@ -44,6 +44,15 @@ class PlainPlan(BatchedPlan):
         """The tensors the sequential update loads into the model (raise on a bad task)."""
         raise NotImplementedError
 
+    @staticmethod
+    def received(task: Task, algorithm: str) -> dict[str, torch.Tensor]:
+        """The tensors downlinked with ``task`` (a ``ValueError`` naming ``algorithm`` and the
+        device when the task carries no payload)."""
+        device, _, payload, _ = task
+        if payload is None:
+            raise ValueError(f"{algorithm} device {device} needs a downlink payload")
+        return payload.tensors
+
     def prepare(self, task: Task) -> DeviceInit:
         start = self.start(task)
         params = {n: start[n].detach().to(torch.float32) for n in self.names}

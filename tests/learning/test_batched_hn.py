@@ -120,6 +120,14 @@ def test_a_plan_started_from_wrong_tensors_is_caught(data: Any, name: str) -> No
 
 
 @pytest.mark.parametrize("name", list(PLANS))
+def test_a_task_without_its_downlink_is_refused_by_name(data: Any, name: str) -> None:
+    alg = make_algorithm(name, data, MODEL, {"batch_size": 16}, seed=1)
+    device, state, _, seed = tasks(alg, [2], 0)[0]
+    with pytest.raises(ValueError, match=rf"^{name} device 2 needs a downlink payload"):
+        batched_plan(alg.client()).prepare((device, state, None, seed))
+
+
+@pytest.mark.parametrize("name", list(PLANS))
 def test_subclasses_of_hn_clients_are_not_batched(data: Any, name: str) -> None:
     alg = make_algorithm(name, data, MODEL, {"batch_size": 16}, seed=1)
     client_cls, _ = PLANS[name]
