@@ -25,7 +25,7 @@ define install
 	$(BIN)/pip install --quiet -e '.$(if $(strip $(1)),[$(strip $(1))])'
 endef
 
-.PHONY: run test paper paper-quick venv clean
+.PHONY: run test paper paper-quick results venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ paper: $(RUN_STAMP)
 # The 5-seed subset the README's tables come from today (analysis/paper_quick.yaml).
 paper-quick: $(RUN_STAMP)
 	$(BIN)/python -m analysis paper --spec analysis/paper_quick.yaml --out runs/paper_quick --workers $(PAPER_WORKERS)
+
+# Every table of the README's Results, one spec after another, each into runs/<spec>/
+# (resumable; later specs reuse the runs of earlier ones, see `reuse:` in the specs).
+RESULTS_SPECS ?= paper_quick paper_tuned lambda_sweep
+results: $(RUN_STAMP)
+	set -e; for spec in $(RESULTS_SPECS); do \
+	    $(BIN)/python -m analysis paper --spec analysis/$$spec.yaml --out runs/$$spec --workers $(PAPER_WORKERS); \
+	done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

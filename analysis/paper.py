@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -43,13 +44,13 @@ import yaml
 
 from analysis.io import is_comparison_dir, read_comparison_frame, read_summary
 
-__all__ = ["PaperSpec", "load_spec", "compare_commands", "run_paper", "collect", "write_figures", "DEFAULT_SPEC",
-           "FIGURES"]
+__all__ = ["PaperSpec", "load_spec", "compare_commands", "reuse_runs", "run_paper", "collect", "write_figures",
+           "DEFAULT_SPEC", "FIGURES"]
 
 #: the spec that regenerates the README's Results section
 DEFAULT_SPEC = Path(__file__).with_name("paper.yaml")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods"}
+_SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods", "reuse"}
 #: summary fields read besides the comparison metrics (PFL-TPS pruning statistics, the
 #: held-out devices' accuracy after joining)
 SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy")
@@ -71,6 +72,7 @@ class PaperSpec:
     settings: dict[str, dict[str, Any]]
     methods: dict[str, Any]
     source: Path = field(default=DEFAULT_SPEC)
+    reuse: dict[str, str] = field(default_factory=dict)
 
 
 def _flow(value: Any) -> str:
@@ -116,6 +118,14 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
     for label, algorithm in sections["methods"].items():
         if not (isinstance(algorithm, str) or (isinstance(algorithm, Mapping) and "name" in algorithm)):
             problems.append(f"{where}: methods.{label}: an algorithm name or a mapping with 'name' and 'params'")
+    reuse = data.get("reuse", {})
+    if not isinstance(reuse, Mapping) or not all(isinstance(v, str) and v for v in reuse.values()):
+        problems.append(f"{where}: reuse must map SETTING/METHOD to a comparison directory (relative to --out)")
+        reuse = {}
+    for key in reuse:
+        setting, _, label = str(key).partition("/")
+        if setting not in sections["settings"] or label not in sections["methods"]:
+            problems.append(f"{where}: reuse {key!r}: not a SETTING/METHOD of this spec")
     method = data.get("method")
     if "methods" in data and method not in sections["methods"]:
         problems.append(f"{where}: method {method!r} is not among the methods ({', '.join(sections['methods'])})")
@@ -124,7 +134,7 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
     return PaperSpec(scenario=Path(str(data["scenario"])), repeats=int(repeats), target_accuracy=float(target),
                      method=str(method), overrides=sections["set"],
                      settings={k: dict(v) for k, v in sections["settings"].items()},
-                     methods=sections["methods"], source=source)
+                     methods=sections["methods"], source=source, reuse={str(k): str(v) for k, v in reuse.items()})
 
 
 def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list[tuple[str, str, list[str]]]:
@@ -161,6 +171,37 @@ def _record_wall(out: Path, seconds: float) -> float:
     return meta["run_wall_s"]
 
 
+def reuse_runs(spec: PaperSpec, out: str | Path, log: Callable[[str], None] = print) -> int:
+    """Copy the finished runs named by ``spec.reuse`` into ``OUT/<setting>/<method>/`` where
+    that run has not finished; returns how many were copied.
+
+    A spec reuses another spec's runs of the same scenario (e.g. the tuned baselines' PFL-TPS
+    runs are the main tables' own): ``reuse: {dirichlet-0.5/pfl_tps:
+    ../paper_quick/dirichlet-0.5/pfl_tps}`` (relative to ``OUT``). Copied runs are checked
+    like any finished run: ``cosim compare`` refuses one whose ``scenario.yaml`` differs from
+    what this spec asks for. A missing source is reported and its runs are computed.
+    """
+    total = 0
+    for key, source_text in spec.reuse.items():
+        source = Path(out) / source_text
+        if not (source / "cells").is_dir():
+            log(f"reuse {key}: {source} has no runs; they will be computed")
+            continue
+        copied = 0
+        for summary in sorted(source.glob("cells/*/*/summary.json")):
+            run = summary.parent
+            target = Path(out) / key / run.relative_to(source)
+            if (target / "summary.json").is_file():
+                continue
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(run, target)
+            copied += 1
+        log(f"reuse {key}: {copied} finished run(s) copied from {source}")
+        total += copied
+    return total
+
+
 def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
               log: Callable[[str], None] = print) -> float:
     """Run every comparison of ``spec`` under ``out`` (skipping finished runs), ``workers``
@@ -175,6 +216,7 @@ def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
     """
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    reuse_runs(spec, root, log)
     commands = compare_commands(spec, root, workers)
     side_by_side = max(1, min(workers, len(commands)))
     lock = threading.Lock()

@@ -17,7 +17,7 @@ import cosim
 
 from analysis.__main__ import main as analysis_main
 import analysis.paper as paper_module
-from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec, run_paper
+from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec, reuse_runs, run_paper
 from analysis.paper_tables import method_table, paired_table, verdict
 from learning.algorithms import ALGORITHMS
 
@@ -212,9 +212,50 @@ def _resolved(spec_name: str, setting: str, label: str) -> str:
     return cosim.load_scenario(ROOT / spec.scenario, overrides=sets).to_yaml()
 
 
-@pytest.mark.parametrize("sweep_label, paper_label", [("lambda_5e-3", "pfl_tps"), ("no_pruning", "no_pruning")])
-def test_lambda_sweep_default_runs_are_the_paper_runs(sweep_label, paper_label):
-    # the sweep reuses the paper's runs of these two (copied in): a different scenario.yaml
-    # (e.g. the default λ spelt out) makes `cosim compare` refuse them
-    assert _resolved("lambda_sweep.yaml", "pathological-2", sweep_label) == \
-        _resolved("paper_quick.yaml", "pathological-2", paper_label)
+SHIPPED_REUSE = [(name, key, source) for name in ("paper_tuned.yaml", "lambda_sweep.yaml")
+                 for key, source in load_spec(DEFAULT_SPEC.with_name(name)).reuse.items()]
+
+
+@pytest.mark.parametrize("name, key, source", SHIPPED_REUSE)
+def test_shipped_reuse_names_the_same_scenario(name, key, source):
+    # `../<spec>/<setting>/<method>`: the runs reused are that spec's, and they must resolve to
+    # the scenario this spec asks for, or `cosim compare` refuses them
+    other, setting, label = Path(source).parts[1:]
+    assert _resolved(name, *key.split("/")) == _resolved(f"{other}.yaml", setting, label)
+
+
+def _run_dir(root: Path, rep: str, finished: bool, text: str = "x") -> Path:
+    run = root / "cells" / "base" / rep
+    run.mkdir(parents=True)
+    (run / "scenario.yaml").write_text(text)
+    if finished:
+        (run / "summary.json").write_text("{}")
+    return run
+
+
+def test_reuse_copies_finished_runs_only_where_this_spec_has_none(tmp_path):
+    spec = load_spec(_write(tmp_path, "scenario: scenarios/smoke.yaml\nmethod: a\nmethods: {a: fedavg, b: local}\n"
+                                      "reuse: {default/a: ../other/default/a, default/b: ../missing/b}\n"))
+    out, source = tmp_path / "out", tmp_path / "other" / "default" / "a"
+    _run_dir(source, "rep0", True, "source 0")
+    _run_dir(source, "rep1", False, "source 1 (unfinished)")
+    _run_dir(source, "rep2", True, "source 2")
+    target = out / "default" / "a"
+    _run_dir(target, "rep0", True, "own 0")   # finished here: kept
+    _run_dir(target, "rep2", False, "own 2")  # unfinished here: replaced
+    lines: list[str] = []
+    assert reuse_runs(spec, out, lines.append) == 1
+    read = lambda rep: (target / "cells" / "base" / rep / "scenario.yaml").read_text()  # noqa: E731
+    assert read("rep0") == "own 0" and read("rep2") == "source 2"
+    assert not (target / "cells" / "base" / "rep1").exists()
+    assert any("default/b" in line and "will be computed" in line for line in lines)
+
+
+@pytest.mark.parametrize("reuse, message", [
+    ("[a]", "reuse must map SETTING/METHOD"),
+    ("{default/c: ../x}", "reuse 'default/c': not a SETTING/METHOD of this spec"),
+    ("{a: ../x}", "reuse 'a': not a SETTING/METHOD of this spec"),
+])
+def test_bad_reuse_is_named(tmp_path, reuse, message):
+    with pytest.raises(ValueError, match=message):
+        load_spec(_write(tmp_path, f"scenario: s.yaml\nmethod: a\nmethods: {{a: fedavg}}\nreuse: {reuse}\n"))
