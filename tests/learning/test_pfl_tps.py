@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,6 +52,31 @@ def test_hn_outputs_match_sal_parameters() -> None:
     assert all(out[n].shape == params[n].shape for n in out)
     assert hn.jacobian(torch.randn(4)).shape == (hn.spec.total, 4)
     model.load_state_dict(out, strict=False)  # loadable as the model's SAL
+
+
+@pytest.mark.parametrize("d, hidden, layers, dtype", [(4, 12, 2, torch.float32), (16, 100, 2, torch.float32),
+                                                      (8, 50, 1, torch.float32), (13, 64, 3, torch.float64)])
+def test_closed_form_jacobian_is_jacfwd_bit_for_bit(d, hidden, layers, dtype) -> None:
+    # the runs' downlinks (and so their results) are those of the earlier jacfwd code
+    spec = SalSpec.from_model(build_model(MODEL, (1, 28, 28), 10))
+    for seed in range(3):
+        hn = HyperNetwork(spec, d, hidden, layers, torch.Generator().manual_seed(seed)).to(dtype)
+        e = torch.randn(d, dtype=dtype, generator=torch.Generator().manual_seed(seed + 10))
+        params = {k: v.detach() for k, v in hn.named_parameters()}
+        want = torch.func.jacfwd(lambda x: torch.func.functional_call(hn, params, (x,)))(e)
+        got = hn.jacobian(e)
+        assert torch.equal(got, want) and got.stride() == want.stride() and got.dtype == dtype
+
+
+def test_jacobian_does_not_import_dynamo() -> None:
+    code = ("import sys, torch; from learning.models import build_model; "
+            "from learning.algorithms.pfl_tps.hypernetwork import HyperNetwork, SalSpec; "
+            f"m = build_model({MODEL!r}, (1, 28, 28), 10); "
+            "hn = HyperNetwork(SalSpec.from_model(m), 4, 12, 2, torch.Generator().manual_seed(0)); "
+            "hn.jacobian(torch.randn(4)); print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
 
 
 def test_linearised_sal_matches_finite_differences() -> None:

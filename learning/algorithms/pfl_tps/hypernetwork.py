@@ -117,14 +117,28 @@ class HyperNetwork(nn.Module):
         """Embedding e (d,) -> name -> SAL tensor."""
         return self.spec.split(self(e))
 
+    @torch.no_grad()
     def jacobian(self, e: torch.Tensor) -> torch.Tensor:
-        """J = ∂θ/∂e at e, shape (n_sal, d) (forward-mode ``torch.func.jacfwd``: d << n_sal)."""
-        params = {k: v.detach() for k, v in self.named_parameters()}
+        """J = ∂θ/∂e at e, shape (n_sal, d), in closed form.
 
-        def theta(x: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(self, params, (x,))
-
-        return torch.func.jacfwd(theta)(e.detach())
+        Forward mode by hand: the d tangents (rows of the identity) go through each Linear
+        (``T @ Wᵀ``) and ReLU (``T ⊙ [pre > 0]``) and the heads, and J is the transposed
+        (d, n_sal) result. These are the operations ``torch.func.jacfwd`` runs under
+        ``vmap``, in the same order, so J is bit for bit its value and layout (tested), at
+        about a quarter of its time and without its import of ``torch._dynamo`` (seconds,
+        on the first downlink of a run).
+        """
+        x = e.detach()
+        tangents = torch.eye(x.shape[0], dtype=x.dtype)
+        pre = x
+        for mod in self.trunk:
+            if isinstance(mod, nn.Linear):
+                pre = mod(x)
+                tangents = tangents @ mod.weight.t()
+            else:  # ReLU
+                tangents = tangents * (pre > 0).to(tangents.dtype)
+                x = mod(pre)
+        return torch.cat([tangents @ head.weight.t() for head in self.heads], dim=1).t()
 
 
 def hn_vjp(hn: HyperNetwork, e: torch.Tensor, delta_theta: torch.Tensor,
