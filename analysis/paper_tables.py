@@ -108,6 +108,15 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
         ])
     header = ["vs", "pairs", "accuracy gain [pts]", "p (t)", "p (Wilcoxon)", "accuracy",
               "energy reduction [%]", "p (t)", "energy", "time reduction [%]", "p (t)", "time"]
+    if "holdout_accuracy" in frame.columns and frame["holdout_accuracy"].notna().any():
+        held_m = _by_seed(frame, method, "holdout_accuracy", seeds)
+        for row, other in zip(rows, (o for o in frame["method"].unique() if o != method)):
+            held_b = _by_seed(frame, other, "holdout_accuracy", seeds)
+            held = paired_test(100 * held_m, 100 * held_b)
+            gain = mean_ci(100 * (held_m - held_b))  # NaN where either lacks it: [k/n] over all seeds
+            row += [f"{held.n}/{held.n_total}", format_mean_ci(gain, "+.2f"), _p(held.t_pvalue),
+                    verdict(held.t_pvalue, held.mean_diff, higher_is_better=True)]
+        header += ["held-out pairs", "held-out accuracy gain [pts]", "p (t)", "held-out accuracy"]
     return _markdown(header, rows)
 
 

@@ -166,6 +166,23 @@ def test_held_out_accuracy_column_when_runs_hold_devices_out():
     assert [c.strip() for c in row_b.strip("|").split("|")][column] == "n/a [0/3]"
 
 
+def test_paired_held_out_accuracy_when_runs_hold_devices_out():
+    rows = [["s", m, seed, 0.9, 50.0, 10.0, 5.0, 1.0] for m in ("m", "b", "c") for seed in range(3)]
+    frame = _frame(rows)
+    frame["holdout_accuracy"] = [0.70, 0.72, 0.74, 0.60, 0.61, 0.65, math.nan, math.nan, math.nan]
+    header, _, row_b, row_c = paired_table(frame, "m").splitlines()
+    heading = [c.strip() for c in header.strip("|").split("|")]
+    cells_b = [c.strip() for c in row_b.strip("|").split("|")]
+    cells_c = [c.strip() for c in row_c.strip("|").split("|")]
+    at = heading.index("held-out accuracy gain [pts]")
+    assert cells_b[heading.index("held-out pairs")] == "3/3"
+    assert cells_b[at].startswith("+10.00 ± ")  # 10, 11, 9 points
+    assert cells_b[heading.index("held-out accuracy")] == "better"
+    assert cells_c[heading.index("held-out pairs")] == "0/3" and cells_c[at] == "n/a [0/3]"
+    plain = _frame(rows)  # no run held devices out: the table keeps its columns
+    assert "held-out" not in paired_table(plain, "m")
+
+
 def test_verdict_needs_significance():
     assert verdict(0.2, 5.0, higher_is_better=True) == "no significant difference"
     assert verdict(0.01, -5.0, higher_is_better=True) == "worse"
