@@ -44,7 +44,7 @@ from learning.optim import Optimizer
 from learning.payload import Payload
 
 __all__ = ["PFedHN", "PFedHNClient", "HyperServer", "HN_PARAMS", "default_embedding_dim", "make_hyper_server",
-           "check_hn_params", "join_by_embedding_fit"]
+           "check_hn_params", "join_by_embedding_fit", "sent_minus_trained"]
 
 #: server hyper-parameters shared by pFedHN and FedTP (defaults from pFedHN).
 HN_PARAMS: dict[str, Any] = {
@@ -193,6 +193,11 @@ def make_hyper_server(alg: Algorithm, spec: SalSpec, base: dict[str, torch.Tenso
     return HyperServer(spec, base, emb, alg.params, gen)
 
 
+def sent_minus_trained(sent: dict[str, torch.Tensor], trained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """pFedHN's uplink Δθ = θ_sent − θ_trained over the sent tensors' names (own copies)."""
+    return {k: (v - trained[k]).detach().clone() for k, v in sent.items()}
+
+
 class PFedHNClient(FedAvgClient):
     """Trains the generated model; uplinks Δθ = θ_sent − θ_trained."""
 
@@ -209,8 +214,7 @@ class PFedHNClient(FedAvgClient):
         """Pure local update: payload θ_i -> uplink Δθ_i (all parameters, ``uplink_encoding``)."""
         model, stats = self.train_received("pfedhn", device, payload, seed)
         trained = model.state_dict()
-        delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}
-        uplink = self.reply(delta, payload)
+        uplink = self.reply(sent_minus_trained(payload.tensors, trained), payload)
         return LocalResult(int(device), None, uplink, self.flops_per_sample * stats.samples_processed,
                            self.data.num_train(device), train_metrics(stats))
 

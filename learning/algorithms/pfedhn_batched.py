@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from learning.algorithms.base import LocalResult
+from learning.algorithms.pfedhn import sent_minus_trained
 from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import DeviceInit, DeviceStats, Task
 
@@ -31,7 +32,7 @@ class PFedHNPlan(PlainPlan):
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, _, payload, _ = task
         trained = self.trained(init, final)
-        delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}  # type: ignore[union-attr]
+        delta = sent_minus_trained(payload.tensors, trained)  # type: ignore[union-attr]
         return LocalResult(int(device), None, self.client.reply(delta, payload), self.flops(stats),
                            int(init.y.shape[0]), stats.metrics())
 
@@ -48,7 +49,7 @@ class PFedHNPCPlan(PlainPlan):
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, state, payload, _ = task
         trained = self.trained(init, final)
-        delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}  # type: ignore[union-attr]
+        delta = sent_minus_trained(payload.tensors, trained)  # type: ignore[union-attr]
         head = {k: trained[k] for k in state}
         return LocalResult(int(device), head, self.client.reply(delta, payload), self.flops(stats),
                            int(init.y.shape[0]), stats.metrics())

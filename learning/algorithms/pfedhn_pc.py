@@ -25,7 +25,7 @@ from torch import nn
 from learning.algorithms.base import Algorithm, Client, CostModel, LocalResult
 from learning.algorithms.fedper import FedPer, split_names
 from learning.algorithms.fedprox import train_metrics
-from learning.algorithms.pfedhn import PFedHN, PFedHNClient, make_hyper_server
+from learning.algorithms.pfedhn import PFedHN, PFedHNClient, make_hyper_server, sent_minus_trained
 from learning.algorithms.pfl_tps.hypernetwork import SalSpec
 from learning.algorithms.training import TrainParams, clone_state, derive_seed, train_local
 from learning.flops import vit_flops_per_sample
@@ -55,9 +55,8 @@ class PFedHNPCClient(PFedHNClient):
         x, y = self.data.train(device)
         stats = train_local(model, x, y, self.train_params, seed)
         trained = clone_state(model)
-        delta = {k: (v - trained[k]).detach().clone() for k, v in payload.tensors.items()}
         head = {k: trained[k] for k in state}
-        return LocalResult(int(device), head, self.reply(delta, payload),
+        return LocalResult(int(device), head, self.reply(sent_minus_trained(payload.tensors, trained), payload),
                            self.flops_per_sample * stats.samples_processed, int(y.shape[0]), train_metrics(stats))
 
 
