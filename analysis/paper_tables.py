@@ -85,6 +85,8 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
     acc_m = _by_seed(frame, method, "final_accuracy", seeds)
     energy_m = _by_seed(frame, method, "energy_j", seeds)
     time_m = _by_seed(frame, method, "sim_time_s", seeds)
+    held_out = "holdout_accuracy" in frame.columns and bool(frame["holdout_accuracy"].notna().any())
+    held_m = _by_seed(frame, method, "holdout_accuracy", seeds) if held_out else None
     for other in frame["method"].unique():
         if other == method:
             continue
@@ -97,7 +99,7 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
         with np.errstate(divide="ignore", invalid="ignore"):
             energy_red = mean_ci(100 * (1 - energy_m / energy_b))
             time_red = mean_ci(100 * (1 - time_m / time_b))
-        rows.append([
+        row = [
             str(other), f"{acc.n}/{acc.n_total}",
             format_mean_ci(acc.ci, "+.2f"), _p(acc.t_pvalue), _p(acc.wilcoxon_pvalue),
             verdict(acc.t_pvalue, acc.mean_diff, higher_is_better=True),
@@ -105,17 +107,17 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
             verdict(energy.t_pvalue, energy.mean_diff, higher_is_better=False),
             format_mean_ci(time_red, "+.1f"), _p(times.t_pvalue),
             verdict(times.t_pvalue, times.mean_diff, higher_is_better=False),
-        ])
-    header = ["vs", "pairs", "accuracy gain [pts]", "p (t)", "p (Wilcoxon)", "accuracy",
-              "energy reduction [%]", "p (t)", "energy", "time reduction [%]", "p (t)", "time"]
-    if "holdout_accuracy" in frame.columns and frame["holdout_accuracy"].notna().any():
-        held_m = _by_seed(frame, method, "holdout_accuracy", seeds)
-        for row, other in zip(rows, (o for o in frame["method"].unique() if o != method)):
+        ]
+        if held_m is not None:
             held_b = _by_seed(frame, other, "holdout_accuracy", seeds)
             held = paired_test(100 * held_m, 100 * held_b)
             gain = mean_ci(100 * (held_m - held_b))  # NaN where either lacks it: [k/n] over all seeds
             row += [f"{held.n}/{held.n_total}", format_mean_ci(gain, "+.2f"), _p(held.t_pvalue),
                     verdict(held.t_pvalue, held.mean_diff, higher_is_better=True)]
+        rows.append(row)
+    header = ["vs", "pairs", "accuracy gain [pts]", "p (t)", "p (Wilcoxon)", "accuracy",
+              "energy reduction [%]", "p (t)", "energy", "time reduction [%]", "p (t)", "time"]
+    if held_m is not None:
         header += ["held-out pairs", "held-out accuracy gain [pts]", "p (t)", "held-out accuracy"]
     return _markdown(header, rows)
 
