@@ -229,7 +229,8 @@ def run_paper(spec: PaperSpec, out: str | Path, workers: int = 1,
             last[0] = now
 
     def one(index: int, setting: str, label: str, argv: list[str]) -> str | None:
-        log(f"[{index}/{len(commands)}] {setting}/{label}: {' '.join(argv[1:])}")
+        with lock:  # side-by-side threads: one whole line each
+            log(f"[{index}/{len(commands)}] {setting}/{label}: {' '.join(argv[1:])}")
         done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
         record()
         if done.returncode != 0:

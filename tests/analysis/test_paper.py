@@ -31,7 +31,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml", "paper_tuned.yaml",
-                                  "holdout.yaml", "long.yaml"])
+                                  "holdout.yaml", "long.yaml", "paper_d01.yaml"])
 def test_shipped_specs_name_real_algorithms_and_parameters(name):
     spec = load_spec(DEFAULT_SPEC.with_name(name))
     assert spec.repeats >= 3
@@ -113,6 +113,22 @@ def test_run_paper_runs_comparisons_side_by_side_and_records_wall_not_the_sum(tm
     # four 0.2 s comparisons overlapping two by two: their sum (>= 0.8 s) is not the wall time
     assert total == json.loads((out / "paper.json").read_text())["run_wall_s"]
     assert 0.4 <= total <= elapsed
+
+
+def test_side_by_side_comparisons_log_whole_lines(tmp_path, monkeypatch):
+    inside: list[int] = []
+    overlapped: list[str] = []
+
+    def slow_log(line: str) -> None:  # a writer that splits its line, as print() does
+        inside.append(1)
+        if len(inside) > 1:
+            overlapped.append(line)
+        time.sleep(0.05)
+        inside.pop()
+
+    monkeypatch.setattr(paper_module.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(argv, 0))
+    run_paper(load_spec(_four_methods(tmp_path)), tmp_path / "out", workers=2, log=slow_log)
+    assert overlapped == []
 
 
 def test_run_paper_starts_nothing_after_a_failure_and_names_it(tmp_path, monkeypatch):
