@@ -208,3 +208,9 @@ def test_fedavg_ft_finetuning_costs_compute_time_and_energy(tmp_path):
     assert ft["compute_energy_j"] == pytest.approx((epochs + 1) / epochs * base["compute_energy_j"], rel=1e-12)
     assert ft["sim_time_s"] > base["sim_time_s"]
     assert ft["uplink_bytes"] == base["uplink_bytes"] and ft["downlink_bytes"] == base["downlink_bytes"]
+    # fine-tuned only for evaluation: FedAvg's training to the joule and the second
+    deploy, _ = run(tmp_path, ["fl.rounds=2", "learning.algorithm.name=fedavg_ft",
+                               "learning.algorithm.params.finetune_at=evaluation"], "deploy")
+    for key in ("energy_j", "compute_energy_j", "sim_time_s", "uplink_bytes", "downlink_bytes"):
+        assert deploy[key] == base[key], key
+    assert deploy["final_accuracy"] != base["final_accuracy"]

@@ -72,6 +72,36 @@ def test_fedavg_ft_evaluates_personal_models_and_the_global_model_before_first_u
             make_algorithm("fedavg_ft", data, MODEL, {"finetune_epochs": bad}, seed=0)
 
 
+def test_fedavg_ft_at_evaluation_trains_as_fedavg_and_finetunes_the_current_global_model(data) -> None:
+    params = {**FAST, "finetune_at": "evaluation", "finetune_epochs": 2.0}
+    ft = make_algorithm("fedavg_ft", data, MODEL, params, seed=3)
+    avg = make_algorithm("fedavg", data, MODEL, FAST, seed=3)
+    res = ft.client().local_update(1, ft.device_state(1), ft.downlink(1, 0), seed=9)
+    ref = avg.client().local_update(1, avg.device_state(1), avg.downlink(1, 0), seed=9)
+    # the update is FedAvg's in every field that costs time or energy
+    assert _equal_states(res.uplink.tensors, ref.uplink.tensors) and res.state is None
+    assert res.flops == ref.flops and "finetune_loss" not in res.metrics
+    assert type(ft).cost_model(MODEL, params, (1, 28, 28), 4) == type(avg).cost_model(MODEL, FAST, (1, 28, 28), 4)
+    ft.commit(res)
+    ft.aggregate({1: (res.uplink, res.samples)}, 0)
+    # every device, taken part or not, is evaluated with the global model after this round,
+    # fine-tuned now on its own training split (its stream 3), twice the same
+    expected = ft.new_model()
+    expected.load_state_dict(ft.global_state)
+    train_local(expected, *data.train(2), dataclasses.replace(ft.train_params, local_epochs=2.0),
+                derive_seed(3, 2, 3))
+    assert _equal_states(clone_state(ft.device_model(2)), clone_state(expected))
+    assert _equal_states(clone_state(ft.device_model(2)), clone_state(expected))
+    assert not _equal_states(clone_state(ft.device_model(2)), ft.global_state)
+    first, again = ft.evaluate(), ft.evaluate()
+    assert first.per_device_accuracy == again.per_device_accuracy and first.global_accuracy is None
+    global_state = {k: v.clone() for k, v in ft.global_state.items()}
+    ft.evaluate()
+    assert _equal_states(ft.global_state, global_state)  # fine-tuning copies, never moves the global model
+    with pytest.raises(ValueError, match="finetune_at must be one of update, evaluation, got 'end'"):
+        make_algorithm("fedavg_ft", data, MODEL, {"finetune_at": "end"}, seed=0)
+
+
 # ----------------------------------------------------------------- local_pruned
 def test_local_pruned_sends_nothing_and_keeps_its_own_thresholds(data) -> None:
     alg = make_algorithm("local_pruned", data, MODEL, {**FAST, "prune_lambda": 0.05}, seed=2)
