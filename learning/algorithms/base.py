@@ -234,6 +234,10 @@ class Algorithm(ABC):
             raise ValueError(
                 f"unknown {cls.name} parameter {unknown[0]!r}; allowed keys: {sorted(defaults)}"
             )
+        for key, value in params.items():
+            default = defaults[key]
+            if _is_number(default) and not _is_number(value):
+                raise ValueError(f"{key}={value!r} is not a number ({cls.name}'s default: {default!r})")
         resolved = {**defaults, **params}
         TrainParams.from_params(resolved)  # validates the common ones
         for key in ENCODING_PARAMS:
@@ -351,6 +355,10 @@ class Algorithm(ABC):
 
     def _devices(self, devices: Sequence[int] | None) -> list[int]:
         return list(range(self.data.n_devices)) if devices is None else [int(d) for d in devices]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def model_payload_bytes(model_config: dict[str, Any], input_shape: tuple[int, int, int], num_classes: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import pytest
 import torch
@@ -50,6 +51,18 @@ def test_conformance_check(name: str) -> None:
     from cosim.checks import check_algorithm
 
     check_algorithm(ALGORITHMS[name])
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_numeric_parameters_refuse_what_is_not_a_number(name: str) -> None:
+    # YAML reads `lr: inf` or `lr: nan` as strings: named, not a TypeError from a comparison
+    cls = ALGORITHMS[name]
+    numeric = [k for k, v in cls.default_params().items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert "lr" in numeric
+    for key in numeric:
+        for bad in ("inf", True, None, [1.0]):
+            with pytest.raises(ValueError, match=rf"^{key}={re.escape(repr(bad))} is not a number \({name}'s default"):
+                cls.resolve_params({key: bad})
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
