@@ -164,10 +164,18 @@ def _partition(scenario: Any, n_train: int, num_classes: int, problems: list[str
     prefix = "learning.partition"
     devices = scenario.devices.count
     function = PARTITIONS[part.name]
+    signature = inspect.signature(function)
     try:
-        inspect.signature(function).bind(np.zeros(0), devices, rng=None, **params)
+        signature.bind(np.zeros(0), devices, rng=None, **params)
     except TypeError as exc:
         problems.append(f"{prefix}.params: {part.name}: {_message(exc)}")
+        return
+    # YAML reads `alpha: nan` as a string: named here, not a TypeError from a comparison
+    numeric = {k for k, p in signature.parameters.items() if p.annotation in (int, float, "int", "float")}
+    wrong = [k for k, v in params.items() if k in numeric and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    for key in wrong:
+        problems.append(f"{prefix}.params.{key}: {params[key]!r} is not a number")
+    if wrong:
         return
     if n_train < devices:
         problems.append(f"{prefix}: {n_train} training samples cannot give devices.count ({devices}) "

@@ -113,6 +113,12 @@ COMPONENT_CASES: list[tuple[list[str], str]] = [
     (["learning.partition={name: pathological, params: {}}"], "learning.partition.params"),
     (["learning.partition={name: dirichlet, params: {alpha: -1}}"], "learning.partition.params.alpha"),
     (["learning.partition={name: iid, params: {zzz: 1}}"], "learning.partition.params"),
+    # YAML reads bare nan / inf as strings: each named, not a TypeError from a comparison
+    (["learning.partition={name: dirichlet, params: {alpha: nan}}"],
+     "learning.partition.params.alpha: 'nan' is not a number"),
+    (["learning.partition={name: pathological, params: {classes_per_device: true}}"],
+     "learning.partition.params.classes_per_device: True is not a number"),
+    (["learning.algorithm.params.lr=inf"], "learning.algorithm.params.lr: lr='inf' is not a number"),
     (["devices.count=700", "fl.devices_per_round=3"], "learning.partition"),
     (["learning.dataset.params={num_train: 2, num_test: 2}"], "learning.partition"),
 ]
