@@ -13,7 +13,8 @@ only two of them shrink with the mask:
 
 * forward ``x (W⊙M)ᵀ`` and input gradient ``g (W⊙M)``: scaled by the density ρ (fraction
   of weights kept: an ideal unstructured-sparse kernel) or, with ``pruning_flops: rows``,
-  by the fraction of rows that keep any weight (what a dense kernel can skip: structured);
+  by the fraction of rows that keep any weight (what a dense kernel can skip: structured),
+  or not at all with ``pruning_flops: dense`` (a dense kernel on the masked weights);
 * weight gradient ``gᵀ x``: dense. Both pruning gradients need every entry of it — the
   straight-through one (``ste``) gives every weight ``gᵀx``, DST's (``dst``) gives a kept
   weight ``(gᵀx)_ij`` and a pruned one ``(gᵀx)_ij·|W_ij|·step'(|W_ij| − t_i)``, non-zero for

@@ -106,6 +106,8 @@ def test_fedavg_plan_keeps_the_uplink_encoding(data: Any) -> None:
     {"hypernetwork_enabled": False, "prune_lambda": 0.05, "prune_reset_density": 0.9},  # forces resets
     {"hypernetwork_enabled": False, "prune_gradient": "ste", "prune_clamp": True},  # the former rules
     {"hypernetwork_enabled": False, "prune_lambda": 0.0},  # thresholds go below 0 (no clamp)
+    {"hypernetwork_enabled": False, "prune_lambda": 0.05, "pruning_flops": "rows"},  # FLOPs of kept rows
+    {"hypernetwork_enabled": False, "pruning_flops": "dense"},  # FLOPs of a dense kernel
 ])
 def test_pfl_tps_batched_equals_sequential_over_rounds(data: Any, extra: dict[str, Any]) -> None:
     alg = make_algorithm("pfl_tps", data, MODEL, {"local_epochs": 1.5, "batch_size": 16, **extra}, seed=4)

@@ -174,6 +174,9 @@ def test_reported_flops_follow_density_modes(fd) -> None:
     rows_flops = build_net(MODEL, (1, 28, 28), 10, rows_cfg).flops_per_sample(net)
     assert rows_flops == vit_flops_per_sample(MODEL, (1, 28, 28), 10, ffl_density=rows)
     assert pruned < rows_flops < dense  # only the 4 empty rows count as saved
+    dense_cfg = PFLTPSConfig.from_params({**PFLTPS.default_params(), "pruning_flops": "dense"})
+    assert ffl_densities(net.layers, "dense") == [1.0] * len(net.layers)
+    assert build_net(MODEL, (1, 28, 28), 10, dense_cfg).flops_per_sample(net) == dense  # no kernel saving
     # a training forward counts batch x per-sample FLOPs at the current density
     net.train()
     net.flops_count = 0

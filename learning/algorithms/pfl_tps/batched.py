@@ -168,7 +168,9 @@ class PFLTPSPlan(BatchedPlan):
 
     @torch.no_grad()
     def _densities(self, params: dict[str, torch.Tensor], m: int, mode: str) -> list[list[float]]:
-        """Per device of ``[0, m)``, each layer's density (``"density"`` or ``"rows"``)."""
+        """Per device of ``[0, m)``, each layer's density (``"density"``, ``"rows"`` or ``"dense"``)."""
+        if mode == "dense":
+            return [[1.0] * len(self.layer_names) for _ in range(m)]
         cols = []
         for name in self.layer_names:
             keep = params[f"{name}.weight"][:m].abs() > params[threshold_key(name)][:m].unsqueeze(-1)

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: how FLOP savings are counted: every pruned weight, or only fully pruned rows.
-DENSITY_MODES: tuple[str, ...] = ("density", "rows")
+DENSITY_MODES: tuple[str, ...] = ("density", "rows", "dense")
 #: weight gradients of a masked layer: DST's (default) or straight-through (DPF-style).
 GRADIENTS: tuple[str, ...] = ("dst", "ste")
 
@@ -197,8 +197,11 @@ def reset_thresholds_(layers: Sequence[ThresholdMaskedLinear], reset_density: fl
 
 
 def ffl_densities(layers: Sequence[ThresholdMaskedLinear], mode: str = "density") -> list[float]:
-    """Per-layer density for FLOP counting: kept weights (``"density"``) or rows with any
-    kept weight (``"rows"``: only fully pruned rows save compute)."""
+    """Per-layer density for FLOP counting: kept weights (``"density"``), rows with any
+    kept weight (``"rows"``: only fully pruned rows save compute) or 1 (``"dense"``: a
+    dense kernel multiplies the masked weights, pruning saves no compute)."""
+    if mode == "dense":
+        return [1.0] * len(layers)
     if mode == "density":
         return [layer.density() for layer in layers]
     if mode == "rows":
