@@ -17,6 +17,7 @@ import torch
 
 from learning.algorithms.base import LocalResult
 from learning.algorithms.pfedhn import sent_minus_trained
+from learning.algorithms.pfedhn_pc import body_and_head
 from learning.execution.plain_plan import PlainPlan
 from learning.execution.plan import DeviceInit, DeviceStats, Task
 
@@ -42,9 +43,7 @@ class PFedHNPCPlan(PlainPlan):
 
     def start(self, task: Task) -> dict[str, torch.Tensor]:
         device, state, payload, _ = task
-        if payload is None or state is None:
-            raise ValueError(f"pfedhn_pc device {device} needs a downlink payload and its head")
-        return {**payload.tensors, **state}
+        return body_and_head(device, state, payload)
 
     def finish(self, task: Task, init: DeviceInit, final: dict[str, torch.Tensor], stats: DeviceStats) -> LocalResult:
         device, state, payload, _ = task

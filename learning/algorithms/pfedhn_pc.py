@@ -31,7 +31,14 @@ from learning.algorithms.training import TrainParams, clone_state, derive_seed, 
 from learning.flops import vit_flops_per_sample
 from learning.payload import Payload
 
-__all__ = ["PFedHNPC", "PFedHNPCClient"]
+__all__ = ["PFedHNPC", "PFedHNPCClient", "body_and_head"]
+
+
+def body_and_head(device: int, state: Any, payload: Payload | None) -> dict[str, Any]:
+    """The tensors a pFedHN-PC update starts from: the received body_i and the device's head."""
+    if payload is None or state is None:
+        raise ValueError(f"pfedhn_pc device {device} needs a downlink payload and its head")
+    return {**payload.tensors, **state}
 
 
 class PFedHNPCClient(PFedHNClient):
@@ -48,10 +55,8 @@ class PFedHNPCClient(PFedHNClient):
 
     def local_update(self, device: int, state: Any, payload: Payload | None, seed: int) -> LocalResult:
         """Pure local update: (body_i, head_i) -> (uplink Δbody_i, new head_i)."""
-        if payload is None or state is None:
-            raise ValueError(f"pfedhn_pc device {device} needs a downlink payload and its head")
         model = self.model()
-        model.load_state_dict({**payload.tensors, **state})
+        model.load_state_dict(body_and_head(device, state, payload))
         x, y = self.data.train(device)
         stats = train_local(model, x, y, self.train_params, seed)
         trained = clone_state(model)
