@@ -31,7 +31,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml", "paper_tuned.yaml",
-                                  "holdout.yaml", "long.yaml", "paper_d01.yaml", "kernel.yaml"])
+                                  "holdout.yaml", "long.yaml", "paper_d01.yaml", "kernel.yaml",
+                                  "fedavg_ft_deploy.yaml"])
 def test_shipped_specs_name_real_algorithms_and_parameters(name):
     spec = load_spec(DEFAULT_SPEC.with_name(name))
     assert spec.repeats >= 3
