@@ -23,7 +23,7 @@ fine-tunes a copy of the *current* global model on each evaluated device's train
 (seed stream 3 of the device: the same batches at every evaluation) before testing it.
 That fine-tuning is a one-time deployment cost outside the simulated training, so it is
 in no time or energy figure; it costs ``finetune_epochs`` epochs of every evaluated device
-in wall time at every evaluation, so set ``fl.eval_every`` to the round count to fine-tune
+in wall time at every evaluation, so set ``learning.eval_every`` to the round count to fine-tune
 once, at the end.
 """
 
