@@ -86,8 +86,8 @@ class FedAvgFT(FedAvg):
 
     @classmethod
     def check_params(cls, resolved: dict[str, Any]) -> None:
-        epochs = resolved["finetune_epochs"]
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs >= 0:
+        epochs = resolved["finetune_epochs"]  # a number: resolve_params refuses anything else
+        if not epochs >= 0:
             raise ValueError(f"finetune_epochs must be a number >= 0, got {epochs!r}")
         if resolved["finetune_at"] not in FINETUNE_AT:
             raise ValueError(f"finetune_at must be one of {', '.join(FINETUNE_AT)}, got {resolved['finetune_at']!r}")
