@@ -76,7 +76,8 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     frame = collect(spec, args.out)
     text = results_markdown(frame, spec.method, spec.target_accuracy, meta.get("run_wall_s"),
-                            meta.get("cpu_count"), write_figures(spec, args.out), Path(args.out))
+                            meta.get("cpu_count"), write_figures(spec, args.out), Path(args.out),
+                            spec.convergence_rounds)
     target = Path(args.out) / "results.md"
     target.write_text(text, encoding="utf-8")
     print(target)

@@ -18,6 +18,8 @@ which pairs them for the tests in :mod:`analysis.paper_tables`. Then ``OUT/resul
 gets, per setting, mean ± 95 % CI of every metric per method and the paired tests of the
 spec's ``method`` against every other one, and ``OUT/paper.json`` the wall time spent
 running (summed over invocations, so a resumed regeneration reports its whole cost).
+An optional ``convergence_rounds: K`` adds each run's late gain (:func:`late_gain_pts`:
+the accuracy it gained over its last K rounds) to the tables.
 :func:`write_figures` draws, per setting, every method's mean accuracy against simulated
 time and its energy against accuracy, and one round of the spec's method on the network,
 into ``OUT/figures/<setting>/`` (``results.md`` links them).
@@ -42,15 +44,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.io import is_comparison_dir, read_comparison_frame, read_summary
+from analysis.io import is_comparison_dir, read_comparison_frame, read_summary, read_trace
 
 __all__ = ["PaperSpec", "load_spec", "compare_commands", "reuse_runs", "run_paper", "collect", "write_figures",
-           "DEFAULT_SPEC", "FIGURES"]
+           "late_gain_pts", "DEFAULT_SPEC", "FIGURES"]
 
 #: the spec that regenerates the README's Results section
 DEFAULT_SPEC = Path(__file__).with_name("paper.yaml")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods", "reuse"}
+_SPEC_KEYS = {"scenario", "repeats", "target_accuracy", "method", "set", "settings", "methods", "reuse",
+              "convergence_rounds"}
 #: summary fields read besides the comparison metrics (PFL-TPS pruning statistics, the
 #: held-out devices' accuracy after joining)
 SUMMARY_EXTRAS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy")
@@ -73,6 +76,8 @@ class PaperSpec:
     methods: dict[str, Any]
     source: Path = field(default=DEFAULT_SPEC)
     reuse: dict[str, str] = field(default_factory=dict)
+    #: with K, the tables add each run's late gain (:func:`late_gain_pts` over K rounds)
+    convergence_rounds: int | None = None
 
 
 def _flow(value: Any) -> str:
@@ -126,6 +131,11 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
         setting, _, label = str(key).partition("/")
         if setting not in sections["settings"] or label not in sections["methods"]:
             problems.append(f"{where}: reuse {key!r}: not a SETTING/METHOD of this spec")
+    convergence = data.get("convergence_rounds")
+    if convergence is not None and (isinstance(convergence, bool) or not isinstance(convergence, int)
+                                    or convergence < 1):
+        problems.append(f"{where}: convergence_rounds={convergence!r}: need an integer >= 1 (or leave it out)")
+        convergence = None
     method = data.get("method")
     if "methods" in data and method not in sections["methods"]:
         problems.append(f"{where}: method {method!r} is not among the methods ({', '.join(sections['methods'])})")
@@ -134,7 +144,8 @@ def load_spec(path: str | Path = DEFAULT_SPEC) -> PaperSpec:
     return PaperSpec(scenario=Path(str(data["scenario"])), repeats=int(repeats), target_accuracy=float(target),
                      method=str(method), overrides=sections["set"],
                      settings={k: dict(v) for k, v in sections["settings"].items()},
-                     methods=sections["methods"], source=source, reuse={str(k): str(v) for k, v in reuse.items()})
+                     methods=sections["methods"], source=source, reuse={str(k): str(v) for k, v in reuse.items()},
+                     convergence_rounds=convergence)
 
 
 def compare_commands(spec: PaperSpec, out: str | Path, workers: int = 1) -> list[tuple[str, str, list[str]]]:
@@ -286,6 +297,9 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
                 raise ValueError(f"{directory}: {len(frame)} of {spec.repeats} repeats finished")
             for extra in SUMMARY_EXTRAS:
                 frame[extra] = [_summary_value(directory / run, extra) for run in frame["run_dir"]]
+            if spec.convergence_rounds is not None:
+                frame["late_gain_pts"] = [late_gain_pts(directory / run, spec.convergence_rounds)
+                                          for run in frame["run_dir"]]
             frame.insert(0, "method", label)
             frame.insert(0, "setting", setting)
             frames.append(frame.drop(columns=list(frame.attrs.get("varied", []))))
@@ -297,6 +311,21 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
 def _summary_value(run_dir: Path, key: str) -> float:
     value = read_summary(run_dir).get(key)
     return float("nan") if value is None else float(value)
+
+
+def late_gain_pts(run_dir: Path, rounds: int) -> float:
+    """How much a run was still learning at its end: 100 × (test accuracy at its last
+    evaluation − at its last evaluation at least ``rounds`` rounds before that), in points.
+
+    NaN when the run has no evaluation that early (fewer than ``rounds`` rounds evaluated).
+    """
+    trace = read_trace(run_dir, "rounds")
+    evaluated = trace.loc[trace["accuracy"].notna(), ["round", "accuracy"]]
+    if evaluated.empty:
+        return float("nan")
+    last_round, last_accuracy = int(evaluated["round"].iloc[-1]), float(evaluated["accuracy"].iloc[-1])
+    earlier = evaluated[evaluated["round"] <= last_round - rounds]
+    return float("nan") if earlier.empty else 100.0 * (last_accuracy - float(earlier["accuracy"].iloc[-1]))
 
 
 def write_figures(spec: PaperSpec, out: str | Path) -> dict[str, list[Path]]:

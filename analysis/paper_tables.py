@@ -5,7 +5,9 @@ Per data setting:
 - **per method**: mean ± 95 % Student-t half-width over seeds of accuracy, validation
   accuracy, energy, simulated time, time to the target accuracy, uplink bytes and the
   PFL-TPS pruning statistics, with ``[k/n]`` wherever a metric exists for only k of n
-  seeds (a target never reached, a statistic only pruning methods have);
+  seeds (a target never reached, a statistic only pruning methods have); with a spec's
+  ``convergence_rounds`` K also the *late gain*: the test accuracy gained over the last K
+  rounds, i.e. whether a method was still learning when the run stopped;
 - **paired, the spec's method against each other method** on the same seeds: accuracy
   gain in points, energy and time reduction in % (per seed, 100·(1 − X_m/X_b)), each
   with its 95 % CI, the paired t-test and Wilcoxon p-values of the underlying metric, and
@@ -37,10 +39,12 @@ METHOD_COLUMNS = (
     ("mean_ffl_density", "mean FFL density", ".3f"),
     ("threshold_resets", "threshold resets", ".1f"),
     ("holdout_accuracy", "held-out accuracy", ".4f"),
+    ("late_gain_pts", "late gain [pts]", "+.2f"),
 )
 #: columns left out of a setting's table when no method has them (pruning statistics,
 #: new-device accuracy of runs with ``learning.holdout_devices``, ...)
-OPTIONAL_COLUMNS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy")
+OPTIONAL_COLUMNS = ("final_val_accuracy", "mean_ffl_density", "threshold_resets", "holdout_accuracy",
+                    "late_gain_pts")
 ALPHA = 0.05
 
 
@@ -125,9 +129,10 @@ def paired_table(frame: pd.DataFrame, method: str) -> str:
 def results_markdown(frame: pd.DataFrame, method: str, target_accuracy: float,
                      run_wall_s: float | None = None, cpu_count: int | None = None,
                      figures: Mapping[str, Sequence[Path]] | None = None,
-                     figures_root: Path | None = None) -> str:
+                     figures_root: Path | None = None, convergence_rounds: int | None = None) -> str:
     """The whole Results text: one section per setting, both tables each, and the setting's
-    ``figures`` (PNG paths, linked relative to ``figures_root``) when given."""
+    ``figures`` (PNG paths, linked relative to ``figures_root``) when given;
+    ``convergence_rounds`` is the K of the late-gain column, named in the preamble."""
     parts = []
     if run_wall_s is not None:
         parts.append(f"Runs took {run_wall_s / 60:.1f} min of wall time"
@@ -135,7 +140,11 @@ def results_markdown(frame: pd.DataFrame, method: str, target_accuracy: float,
     parts.append(f"Mean ± 95 % confidence half-width (Student t) over seeds; `[k/n]`: the metric exists "
                  f"for k of n seeds. Time to target: first round with accuracy ≥ {target_accuracy:g}. "
                  f"Paired rows compare `{method}` with each method on the same seeds (same partitions); "
-                 f"the verdict is `better`/`worse` only where the paired t-test gives p < {ALPHA:g}.")
+                 f"the verdict is `better`/`worse` only where the paired t-test gives p < {ALPHA:g}."
+                 + (f" Late gain: test accuracy at the last evaluation minus at the last evaluation at least "
+                    f"{convergence_rounds} round{'s' if convergence_rounds != 1 else ''} earlier, in points "
+                    f"(near 0: converged)."
+                    if convergence_rounds is not None else ""))
     for setting, group in frame.groupby("setting", sort=False):
         n = group.groupby("method", sort=False).size().max()
         parts.append(f"### {setting} ({n} seeds)\n\n{method_table(group)}\n\n"

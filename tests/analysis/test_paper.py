@@ -17,8 +17,8 @@ import cosim
 
 from analysis.__main__ import main as analysis_main
 import analysis.paper as paper_module
-from analysis.paper import DEFAULT_SPEC, collect, compare_commands, load_spec, reuse_runs, run_paper
-from analysis.paper_tables import method_table, paired_table, verdict
+from analysis.paper import DEFAULT_SPEC, collect, compare_commands, late_gain_pts, load_spec, reuse_runs, run_paper
+from analysis.paper_tables import method_table, paired_table, results_markdown, verdict
 from learning.algorithms import ALGORITHMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,10 @@ def test_shipped_specs_name_real_algorithms_and_parameters(name):
     ("scenario: s.yaml\nmethod: a\nmethods: {a: {params: {}}}\n", "methods.a: an algorithm name or a mapping"),
     ("method: a\nmethods: {a: fedavg}\n", "missing key 'scenario'"),
     ("- 1\n", "a paper spec is a mapping"),
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: fedavg}\nconvergence_rounds: 0\n",
+     "convergence_rounds=0: need an integer >= 1"),
+    ("scenario: s.yaml\nmethod: a\nmethods: {a: fedavg}\nconvergence_rounds: true\n",
+     "convergence_rounds=True: need an integer >= 1"),
 ])
 def test_bad_specs_are_named_one_line_each(tmp_path, text, message):
     with pytest.raises(ValueError) as info:
@@ -200,6 +204,31 @@ def test_paired_held_out_accuracy_when_runs_hold_devices_out():
     assert "held-out" not in paired_table(plain, "m")
 
 
+@pytest.mark.parametrize("rounds, gain", [(5, 2.0), (10, 12.0), (15, 22.0), (16, math.nan)])
+def test_late_gain_hand_values(tmp_path, rounds, gain):
+    # evaluated every 5 rounds (rounds 4, 9, 14, 19); the others are NaN in the trace
+    accuracy = [0.50 if r == 4 else 0.60 if r == 9 else 0.70 if r == 14 else 0.72 if r == 19 else math.nan
+                for r in range(20)]
+    pd.DataFrame({"round": range(20), "accuracy": accuracy}).to_parquet(tmp_path / "rounds.parquet")
+    value = late_gain_pts(tmp_path, rounds)
+    assert (math.isnan(value) and math.isnan(gain)) or value == pytest.approx(gain)
+
+
+def test_late_gain_column_and_its_window_in_the_text():
+    rows = [["s", m, seed, 0.9, 50.0, 10.0, 5.0, 1.0] for m in ("m", "b") for seed in range(3)]
+    frame = _frame(rows)
+    assert "late gain" not in method_table(frame)  # specs without convergence_rounds
+    frame["late_gain_pts"] = [0.1, 0.2, 0.3, 3.0, 4.0, math.nan]
+    header, _, row_m, row_b = method_table(frame).splitlines()
+    column = [c.strip() for c in header.strip("|").split("|")].index("late gain [pts]")
+    assert [c.strip() for c in row_m.strip("|").split("|")][column].startswith("+0.20 ± ")
+    assert [c.strip() for c in row_b.strip("|").split("|")][column].startswith("+3.50 ± ")
+    assert [c.strip() for c in row_b.strip("|").split("|")][column].endswith("[2/3]")
+    text = results_markdown(frame, "m", 0.85, convergence_rounds=20)
+    assert "at least 20 rounds earlier" in text
+    assert "earlier" not in results_markdown(frame, "m", 0.85)
+
+
 def test_verdict_needs_significance():
     assert verdict(0.2, 5.0, higher_is_better=True) == "no significant difference"
     assert verdict(0.01, -5.0, higher_is_better=True) == "worse"
@@ -211,19 +240,21 @@ def test_tiny_paper_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     spec = _write(tmp_path, (
-        "scenario: scenarios/smoke.yaml\nrepeats: 2\ntarget_accuracy: 0.3\nmethod: fedavg\n"
-        "set: {fl.rounds: 1, devices.count: 4, fl.devices_per_round: 2}\n"
+        "scenario: scenarios/smoke.yaml\nrepeats: 2\ntarget_accuracy: 0.3\nmethod: fedavg\nconvergence_rounds: 1\n"
+        "set: {fl.rounds: 2, devices.count: 4, fl.devices_per_round: 2}\n"
         "settings: {iid: {}}\nmethods: {fedavg: fedavg, local: {name: local, params: {lr: 0.005}}}\n"))
     out = tmp_path / "paper"
     assert analysis_main(["paper", "--spec", str(spec), "--out", str(out)]) == 0
     text = (out / "results.md").read_text(encoding="utf-8")
     assert "### iid (2 seeds)" in text and "| local | 2/2 |" in text
+    assert "late gain [pts]" in text and "at least 1 round earlier" in text
     for stem in ("accuracy_vs_time", "energy_vs_accuracy", "timeline"):  # linked, relative to results.md
         assert f"](figures/iid/{stem}.png)" in text
         assert (out / "figures" / "iid" / f"{stem}.png").stat().st_size > 5000
     frame = collect(load_spec(spec), out)
     assert sorted(frame["seed"].unique()) == [1, 2]  # both methods on the same seeds
     assert (frame.groupby("method")["seed"].apply(sorted).tolist() == [[1, 2], [1, 2]])
+    assert frame["late_gain_pts"].notna().all()  # round 1's accuracy minus round 0's
     summaries = sorted(out.glob("*/*/cells/*/rep*/summary.json"))
     assert len(summaries) == 4
     stamps = [p.stat().st_mtime_ns for p in summaries]
