@@ -30,9 +30,14 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["paper.yaml", "lambda_sweep.yaml", "paper_quick.yaml", "paper_tuned.yaml",
-                                  "holdout.yaml", "long.yaml", "paper_d01.yaml", "kernel.yaml",
-                                  "fedavg_ft_deploy.yaml"])
+SHIPPED_SPECS = sorted(path.name for path in DEFAULT_SPEC.parent.glob("*.yaml"))
+
+
+def test_every_shipped_spec_is_checked():
+    assert {"paper.yaml", "paper_quick.yaml", "long.yaml", "paper_personal.yaml"} <= set(SHIPPED_SPECS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_SPECS)
 def test_shipped_specs_name_real_algorithms_and_parameters(name):
     spec = load_spec(DEFAULT_SPEC.with_name(name))
     assert spec.repeats >= 3
@@ -277,7 +282,7 @@ def _resolved(spec_name: str, setting: str, label: str) -> str:
     return cosim.load_scenario(ROOT / spec.scenario, overrides=sets).to_yaml()
 
 
-SHIPPED_REUSE = [(name, key, source) for name in ("paper_tuned.yaml", "lambda_sweep.yaml")
+SHIPPED_REUSE = [(name, key, source) for name in SHIPPED_SPECS
                  for key, source in load_spec(DEFAULT_SPEC.with_name(name)).reuse.items()]
 
 
