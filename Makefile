@@ -58,7 +58,7 @@ paper-quick: $(RUN_STAMP)
 
 # Every table of the README's Results, one spec after another, each into runs/<spec>/
 # (resumable; later specs reuse the runs of earlier ones, see `reuse:` in the specs).
-RESULTS_SPECS ?= paper_quick paper_tuned lambda_sweep paper_d01 kernel holdout fedavg_ft_deploy
+RESULTS_SPECS ?= paper_quick paper_tuned lambda_sweep paper_d01 kernel holdout fedavg_ft_deploy paper_d05 long
 results: $(RUN_STAMP)
 	set -e; for spec in $(RESULTS_SPECS); do \
 	    $(BIN)/python -m analysis paper --spec analysis/$$spec.yaml --out runs/$$spec --workers $(PAPER_WORKERS); \
