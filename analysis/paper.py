@@ -44,7 +44,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.io import is_comparison_dir, read_comparison_frame, read_summary, read_trace
+from analysis.io import as_float, is_comparison_dir, read_comparison_frame, read_summary, read_trace
 
 __all__ = ["PaperSpec", "load_spec", "compare_commands", "reuse_runs", "run_paper", "collect", "write_figures",
            "late_gain_pts", "DEFAULT_SPEC", "FIGURES"]
@@ -295,8 +295,9 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
             frame = read_comparison_frame(directory)
             if len(frame) < spec.repeats:
                 raise ValueError(f"{directory}: {len(frame)} of {spec.repeats} repeats finished")
+            summaries = [read_summary(directory / run) for run in frame["run_dir"]]
             for extra in SUMMARY_EXTRAS:
-                frame[extra] = [_summary_value(directory / run, extra) for run in frame["run_dir"]]
+                frame[extra] = [as_float(summary.get(extra)) for summary in summaries]
             if spec.convergence_rounds is not None:
                 frame["late_gain_pts"] = [late_gain_pts(directory / run, spec.convergence_rounds)
                                           for run in frame["run_dir"]]
@@ -306,11 +307,6 @@ def collect(spec: PaperSpec, out: str | Path) -> pd.DataFrame:
     table = pd.concat(frames, ignore_index=True)
     metrics = [c for c in table.columns if c not in ("setting", "method", "repeat", "seed", "run_dir")]
     return table.astype({c: "float64" for c in metrics})
-
-
-def _summary_value(run_dir: Path, key: str) -> float:
-    value = read_summary(run_dir).get(key)
-    return float("nan") if value is None else float(value)
 
 
 def late_gain_pts(run_dir: Path, rounds: int) -> float:
