@@ -10,6 +10,16 @@ and Adam, pFedHN's inner SGD with momentum and batch 64). Prints samples/s of se
 processes of 1 thread, each training a share of the round), and each batched column /
 sequential.
 
+``--stack``: instead, the cost of one training step (forward, backward, SGD update; batch
+32; 1 torch thread; CPU time) per device, of a stack of ``--stack-sizes`` devices
+(``learning.execution.batched_vit``, the batched executor's ViT) against one device's model
+trained alone (the sequential executor's ViT), interleaved, median of ``--repeats``.
+Their ratio is what stacking gains per thread on the model step; a cost per device-step
+that no longer falls with the stack size means no per-call overhead is left to remove
+there, and on ``W`` cores that step then runs at most ``W`` times that ratio faster than one
+device at a time on one core. (The executors' ratios differ by what they do besides the
+model step: data indexing, optimizer, an algorithm's own per-step work.)
+
 ``--cpu``: instead, samples per CPU-second of the calling thread (``time.thread_time``) of
 the sequential and batched executors, both on 1 torch thread (all their work runs on the
 calling thread), interleaved, and their ratio: the per-thread efficiency, which other load
@@ -23,11 +33,13 @@ the others are timed). The median of each executor's repeats is printed.
 
 Usage: python bench/executors.py [--devices 10 50] [--algorithms fedavg pfl_tps]
        [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--cpu] [--profile]
+       python bench/executors.py --stack [--stack-sizes 1 4 8 16 25] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -92,6 +104,62 @@ def measure_cpu(alg: Any, devices: list[int], repeats: int) -> dict[str, float]:
     return {c: statistics.median(v) for c, v in rates.items()}
 
 
+def measure_stack(sizes: list[int], repeats: int, steps: int = 10, batch: int = 32) -> dict[str, float]:
+    """Median CPU milliseconds per device-step: ``"alone"`` (one device's model) and each
+    stack size (``stacked_vit_forward``); 1 torch thread, interleaved."""
+    import torch.nn.functional as F
+
+    from learning.execution.batched_vit import stacked_vit_forward
+    from learning.models import build_model
+
+    torch.set_num_threads(1)
+    model = build_model(MODEL, (1, 28, 28), 10, seed=0)
+    gen = torch.Generator().manual_seed(0)
+
+    def alone() -> Callable[[], None]:
+        x, y = torch.randn(batch, 1, 28, 28, generator=gen), torch.randint(0, 10, (batch,), generator=gen)
+        params = list(model.parameters())
+
+        def step() -> None:
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+            with torch.no_grad():
+                torch._foreach_add_(params, grads, alpha=-1e-4)
+        return step
+
+    def stacked(m: int) -> Callable[[], None]:
+        params = {n: p.detach().expand(m, *p.shape).clone().requires_grad_(True) for n, p in model.named_parameters()}
+        x = torch.randn(m, batch, 1, 28, 28, generator=gen)
+        y = torch.randint(0, 10, (m, batch), generator=gen)
+
+        def step() -> None:
+            logits = stacked_vit_forward(model, params, x)  # type: ignore[arg-type]
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(m, batch).mean(1)
+            grads = torch.autograd.grad(loss.sum(), list(params.values()))
+            with torch.no_grad():
+                torch._foreach_add_(list(params.values()), grads, alpha=-1e-4)
+        return step
+
+    with torch.no_grad():  # both time the same function: the stack of one device is the model
+        x = torch.randn(batch, 1, 28, 28, generator=gen)
+        one = {n: p.detach().unsqueeze(0) for n, p in model.named_parameters()}
+        stack_of_one = stacked_vit_forward(model, one, x.unsqueeze(0))[0]  # type: ignore[arg-type]
+        gap = (stack_of_one - model(x)).abs().max().item()
+        if gap > 1e-4:
+            raise RuntimeError(f"stacked forward differs from the model's by {gap:.2e}")
+    cases: dict[str, tuple[Callable[[], None], int]] = {"alone": (alone(), 1)}
+    cases.update({str(m): (stacked(m), m) for m in sizes})
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    for step, _ in cases.values():
+        step()  # warm-up
+    for _ in range(repeats):
+        for case, (step, m) in cases.items():
+            start = time.thread_time()
+            for _ in range(steps):
+                step()
+            times[case].append((time.thread_time() - start) / (steps * m) * 1e3)
+    return {c: statistics.median(v) for c, v in times.items()}
+
+
 def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int) -> dict[str, float]:
     """Median samples/s per executor column over ``repeats`` timed rounds: the in-process
     executors interleaved, then the process pool on its own (its worker processes are
@@ -127,7 +195,24 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true",
                         help="per-thread CPU time (time.thread_time) of sequential vs batched, 1 thread each")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one batched round")
+    parser.add_argument("--stack", action="store_true",
+                        help="CPU ms per device-step of stacked ViT steps against one device alone (1 thread)")
+    parser.add_argument("--stack-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 25])
     args = parser.parse_args()
+    if args.stack:
+        if any(m < 1 for m in args.stack_sizes):
+            parser.error(f"--stack-sizes: every size must be >= 1, got {args.stack_sizes}")
+        ms = measure_stack(args.stack_sizes, args.repeats)
+        print(f"torch={torch.__version__} 1 thread, batch 32, CPU ms per device-step (forward + backward + SGD), "
+              f"median of {args.repeats} interleaved repeats")
+        print(f"{'stack':>8} {'ms/device-step':>15} {'alone / stack':>14}")
+        print(f"{'alone':>8} {ms['alone']:>15.2f} {1.0:>14.2f}")
+        for m in args.stack_sizes:
+            print(f"{m:>8} {ms[str(m)]:>15.2f} {ms['alone'] / ms[str(m)]:>14.2f}")
+        best, cores = max(ms["alone"] / ms[str(m)] for m in args.stack_sizes), os.cpu_count() or 1
+        print(f"stacking makes the model step at best {best:.2f}x cheaper per device; on this machine's {cores} "
+              f"core(s) that step runs at most {cores * best:.2f}x faster than one device at a time on one core")
+        return
     fd, dname = load_data(args.max_train or None)
     if args.cpu:
         print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} threads=1 "

@@ -255,9 +255,11 @@ class BatchedExecutor:
             ``workers`` processes (see the module docstring), results in task order.
         threads: torch intra-op threads in this process (``workers == 1``) or in each worker.
         max_devices: largest number of devices trained in one stack. More tasks are split
-            into stacks of near-equal size. Throughput on urban_50dev's ViT is flat from 16
-            to 64 devices per stack, while training memory grows linearly (about 9 MB
-            per device at batch 32), hence 32.
+            into stacks of near-equal size. On urban_50dev's ViT a stacked step costs least
+            per device at 8-12 devices (larger stacks outgrow a 32 MiB L3 cache: 4.5 MiB of
+            saved activations per device at batch 32), but a whole round moved by under 5 %
+            between stacks of at most 10 and 32, inside the noise (``bench/executors.py
+            --stack`` and the README); training memory grows linearly, hence 32.
         start_method: the worker pool's (``workers > 1``), as ``ProcessExecutor``'s.
     """
 
