@@ -256,8 +256,8 @@ class BatchedExecutor:
         threads: torch intra-op threads in this process (``workers == 1``) or in each worker.
         max_devices: largest number of devices trained in one stack. More tasks are split
             into stacks of near-equal size. On urban_50dev's ViT a stacked step costs least
-            per device at 8-12 devices (larger stacks outgrow a 32 MiB L3 cache: 4.5 MiB of
-            saved activations per device at batch 32), but a whole round moved by under 5 %
+            per device at 8-12 devices (larger stacks' saved activations, 4.5 MiB per device
+            at batch 32, grow well past a 32 MiB L3 cache), but a whole round moved by under 5 %
             between stacks of at most 10 and 32, inside the noise (``bench/executors.py
             --stack`` and the README); training memory grows linearly, hence 32.
         start_method: the worker pool's (``workers > 1``), as ``ProcessExecutor``'s.
