@@ -8,7 +8,8 @@ each with its own default training parameters as urban_50dev runs them (1 epoch;
 and Adam, pFedHN's inner SGD with momentum and batch 64). Prints samples/s of sequential
 (1 and 2 threads), process (2 workers), batched (one process) and batched(Wx1) (2 worker
 processes of 1 thread, each training a share of the round), and each batched column /
-sequential.
+sequential; with ``--device cuda`` also batched(cuda), the batched executor training its
+stacks on that GPU (one process, ``--batched-threads`` for its CPU side).
 
 ``--stack``: instead, the cost of one training step (forward, backward, SGD update; batch
 32; 1 torch thread; CPU time) per device, of a stack of ``--stack-sizes`` devices
@@ -33,6 +34,7 @@ the others are timed). The median of each executor's repeats is printed.
 
 Usage: python bench/executors.py [--devices 10 50] [--algorithms fedavg pfl_tps]
        [--max-train 300] [--repeats 3] [--threads 1] [--batched-threads 2] [--cpu] [--profile]
+       [--device cuda]
        python bench/executors.py --stack [--stack-sizes 1 4 8 16 25] [--repeats 5]
 """
 
@@ -161,23 +163,31 @@ def measure_stack(sizes: list[int], repeats: int, steps: int = 10, batch: int = 
     return {c: statistics.median(v) for c, v in times.items()}
 
 
-def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int) -> dict[str, float]:
-    """Median samples/s per executor column over ``repeats`` timed rounds: the in-process
-    executors interleaved, then the process pool on its own (its worker processes are
-    never alive while the others are timed)."""
-    rates: dict[str, list[float]] = {c: [] for c, *_ in EXECUTORS}
+def columns(device: str) -> tuple[tuple[str, str, int, int | None, str], ...]:
+    """``EXECUTORS`` with each entry's device (cpu), plus ``batched(<device>)`` for a GPU."""
+    cols = tuple((*entry, "cpu") for entry in EXECUTORS)
+    return cols + ((f"batched({device})", "batched", 1, None, device),) if device != "cpu" else cols
+
+
+def measure(alg: Any, devices: list[int], repeats: int, threads: int, batched_threads: int,
+            device: str = "cpu") -> dict[str, float]:
+    """Median samples/s per executor column (``columns(device)``) over ``repeats`` timed
+    rounds: the in-process executors interleaved, then the process pool on its own (its
+    worker processes are never alive while the others are timed)."""
+    cols = columns(device)
+    rates: dict[str, list[float]] = {c: [] for c, *_ in cols}
     execs = {}
-    for column, name, workers, t in EXECUTORS:
+    for column, name, workers, t, dev in cols:
         if name != "process":
-            execs[column] = make_executor(name, workers=workers, threads=t or (batched_threads if name == "batched"
-                                                                                else threads))
+            execs[column] = make_executor(name, workers=workers, device=dev,
+                                          threads=t or (batched_threads if name == "batched" else threads))
             round_samples_per_s(execs[column], alg, devices, 0)  # warm-up
     for r in range(1, repeats + 1):
         for column, ex in execs.items():
             rates[column].append(round_samples_per_s(ex, alg, devices, r))
     for ex in execs.values():
         ex.close()  # batched(Wx1)'s pool
-    for column, name, workers, t in EXECUTORS:
+    for column, name, workers, t, _ in cols:
         if name == "process":
             with make_executor(name, workers=workers, threads=t or threads) as ex:
                 round_samples_per_s(ex, alg, devices, 0)  # pool start-up
@@ -196,6 +206,8 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true",
                         help="per-thread CPU time (time.thread_time) of sequential vs batched, 1 thread each")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table of one batched round")
+    parser.add_argument("--device", default="cpu",
+                        help="cuda or cuda:N: add a batched(<device>) column (the batched executor on that GPU)")
     parser.add_argument("--stack", action="store_true",
                         help="CPU ms per device-step of stacked ViT steps against one device alone (1 thread)")
     parser.add_argument("--stack-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 25])
@@ -214,6 +226,14 @@ def main() -> None:
         print(f"stacking makes the model step at best {best:.2f}x cheaper per device; on this machine's {cores} "
               f"core(s) that step runs at most {cores * best:.2f}x faster than one device at a time on one core")
         return
+    gpu = args.device != "cpu"
+    if gpu:
+        from learning.execution.batched import check_device
+
+        try:
+            check_device(args.device)
+        except ValueError as err:
+            parser.error(f"--device: {err}")
     fd, dname = load_data(args.max_train or None)
     if args.cpu:
         print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} threads=1 "
@@ -229,17 +249,18 @@ def main() -> None:
         return
     print(f"data={dname} train/device~{fd.num_train(0)} torch={torch.__version__} cores={torch.get_num_threads()} "
           f"median of {args.repeats} interleaved rounds")
-    print(LEGEND)
-    print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>12}" for c, *_ in EXECUTORS)
-          + f" {'batched/seq':>12} {'Wx1/seq':>12}")
+    print(LEGEND + (f"; batched({args.device}): batched on {args.device}, --batched-threads" if gpu else ""))
+    print(f"{'algorithm':>10} {'devices':>8} " + " ".join(f"{c:>12}" for c, *_ in columns(args.device))
+          + f" {'batched/seq':>12} {'Wx1/seq':>12}" + (f" {'gpu/seq':>12}" if gpu else ""))
     verdicts = []
     for name in args.algorithms:
         alg = make_algorithm(name, fd, MODEL, {}, seed=7)
         for n in args.devices:
-            rates = measure(alg, list(range(n)), args.repeats, args.threads, args.batched_threads)
-            print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>12.0f}" for c, *_ in EXECUTORS)
+            rates = measure(alg, list(range(n)), args.repeats, args.threads, args.batched_threads, args.device)
+            print(f"{name:>10} {n:>8} " + " ".join(f"{rates[c]:>12.0f}" for c, *_ in columns(args.device))
                   + f" {rates['batched'] / rates['sequential']:>12.2f}"
-                  + f" {rates['batched(Wx1)'] / rates['sequential']:>12.2f}")
+                  + f" {rates['batched(Wx1)'] / rates['sequential']:>12.2f}"
+                  + (f" {rates[f'batched({args.device})'] / rates['sequential']:>12.2f}" if gpu else ""))
             if n == TARGET_DEVICES:
                 best = max(rates["batched"], rates["batched(Wx1)"]) / rates["sequential"]
                 verdicts.append(f"{name}: {best:.2f}x ({'met' if best >= TARGET_SPEEDUP else 'NOT met'})")

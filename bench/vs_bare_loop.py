@@ -13,7 +13,9 @@ and first-call warm-up count, as they do for a user):
   here), trains the selected devices one after the other on one thread and averages.
 * ``sequential``: ``python -m cosim run scenarios/urban_50dev.yaml`` with the workload
   above set on the command line, ``execution: sequential`` (1 thread).
-* ``batched``: the same with ``execution: batched`` (``--batched-threads``, default 2).
+* ``batched``: the same with ``execution: batched`` (``--batched-threads``, default 2;
+  ``--batched-device cuda`` trains its stacks on a GPU, where the CPU roofline below is
+  not printed).
 
 The programs are run interleaved (bare, sequential, batched, bare, ...) ``--repeats``
 times; each prints a line at the end of every round, which this script timestamps as it
@@ -36,7 +38,7 @@ round 1 less one steady round, plus every round's FLOPs at peak) -- an upper bou
 speed-up over the bare loop on this machine.
 
 Usage: python bench/vs_bare_loop.py [--repeats 3] [--rounds 20] [--batched-threads 2]
-       [--programs bare sequential batched]
+       [--programs bare sequential batched] [--batched-device cpu]
 """
 
 from __future__ import annotations
@@ -169,14 +171,14 @@ def bare_loop(rounds: int) -> None:
 
 
 # --------------------------------------------------------------------------- the cosim runs
-def cosim_command(executor: str, threads: int, rounds: int, out: Path) -> list[str]:
+def cosim_command(executor: str, threads: int, rounds: int, out: Path, device: str = "cpu") -> list[str]:
     """``python -m cosim run`` of urban_50dev with the workload set on the command line."""
     algorithm = (f"{{name: fedavg, params: {{optimizer: sgd, lr: {LR}, momentum: {MOMENTUM}, "
                  f"batch_size: {BATCH}, local_epochs: 1}}}}")
     sets = {"learning.algorithm": algorithm, "learning.max_train_per_device": TRAIN_PER_DEVICE,
             "learning.eval_every": rounds, "learning.dataset.path": str(FMNIST), "fl.rounds": rounds,
             "fl.devices_per_round": PER_ROUND, "devices.count": DEVICES,
-            "execution": f"{{executor: {executor}, workers: 1, threads: {threads}}}"}
+            "execution": f"{{executor: {executor}, workers: 1, threads: {threads}, device: {device}}}"}
     cmd = [sys.executable, "-m", "cosim", "run", str(ROOT / "scenarios" / "urban_50dev.yaml"), "--out", str(out)]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
@@ -258,6 +260,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--batched-threads", type=int, default=2)
+    parser.add_argument("--batched-device", default="cpu",
+                        help="where the batched program trains: cpu (the targets' setting), cuda or cuda:N")
     parser.add_argument("--programs", nargs="+", default=["bare", "sequential", "batched"],
                         choices=["bare", "sequential", "batched"])
     parser.add_argument("--child", choices=["bare"], help=argparse.SUPPRESS)
@@ -275,7 +279,8 @@ def main() -> None:
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "bare", "--rounds", str(args.rounds)]
                 else:
                     threads = args.batched_threads if prog == "batched" else 1
-                    cmd = cosim_command(prog, threads, args.rounds, Path(tmp) / f"{prog}_{rep}")
+                    device = args.batched_device if prog == "batched" else "cpu"
+                    cmd = cosim_command(prog, threads, args.rounds, Path(tmp) / f"{prog}_{rep}", device)
                 results[prog].append(timed_run(cmd, args.rounds))
                 r = results[prog][-1]
                 print(f"  [{rep + 1}/{args.repeats}] {prog:<10} wall {r['wall']:6.2f} s  round 1 at {r['round1']:5.2f} s"
@@ -284,7 +289,8 @@ def main() -> None:
     paired = ({p: statistics.median(r["wall"] / b["wall"] for r, b in zip(rs, results["bare"])) for p, rs in results.items()}
               if "bare" in results else {})
     labels = {"bare": "bare PyTorch loop, 1 thread", "sequential": "cosim sequential, 1 thread",
-              "batched": f"cosim batched, {args.batched_threads} threads"}
+              "batched": f"cosim batched, {args.batched_threads} threads"
+                         + (f", on {args.batched_device}" if args.batched_device != "cpu" else "")}
     print(f"\nmedian of {args.repeats}, {args.rounds} rounds x {PER_ROUND} of {DEVICES} devices x "
           f"{TRAIN_PER_DEVICE} samples (Fashion-MNIST, FedAvg SGD, tiny ViT)")
     print("| program | wall [s] | end of round 1 [s] | steady [s/round] | wall / bare | paired wall / bare "
@@ -311,7 +317,8 @@ def main() -> None:
                   + f"; paired {paired[p]:.2f}x"
                   + (f" ({'met' if paired[p] <= 1 / 3 else 'NOT met'})" if p == "batched" else
                      f" ({'met' if paired[p] <= 1.05 else 'NOT met'})"))
-    print_roofline(med, base["wall"] if base else None, args.rounds, args.batched_threads)
+    if args.batched_device == "cpu":  # the roofline is the CPU's matmul peak
+        print_roofline(med, base["wall"] if base else None, args.rounds, args.batched_threads)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ class LearningSide:
             self.algorithm = make_algorithm(cfg.algorithm.name, self.data, model_config, params, self.seed)
             self.client = self.algorithm.client()
             ex = scenario.execution
-            self.executor = make_executor(ex.executor, workers=ex.workers, threads=ex.threads, address=ex.address)
+            self.executor = make_executor(ex.executor, workers=ex.workers, threads=ex.threads, address=ex.address,
+                                          device=ex.device)
             self.samples = np.array([self.data.num_train(i) for i in range(n_devices)], dtype=np.int64)
             input_shape, num_classes = tuple(self.data.input_shape), int(self.data.num_classes)
             self.learning_wall_s += time.perf_counter() - t0

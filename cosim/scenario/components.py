@@ -262,10 +262,20 @@ def ray_available() -> bool:
 
 
 def _execution(scenario: Any, problems: list[str]) -> None:
-    """A train-mode run builds its executor: the Ray one needs Ray installed."""
-    if scenario.execution.executor == "ray" and scenario.learning.mode == "train" and not ray_available():
+    """A train-mode run builds its executor: the Ray one needs Ray installed, a GPU device
+    a CUDA build of torch that sees that GPU."""
+    if scenario.learning.mode != "train":
+        return
+    if scenario.execution.executor == "ray" and not ray_available():
         problems.append("execution.executor: 'ray' needs Ray, which is not installed "
                         "(pip install 'cosim[ray]'; or executor sequential, process or batched)")
+    if scenario.execution.device != "cpu":
+        from learning.execution.batched import check_device  # lazy: only a GPU run needs it
+
+        try:
+            check_device(scenario.execution.device)
+        except ValueError as err:
+            problems.append(f"execution.device: {err}")
 
 
 #: resolved YAML of the scenarios that passed ``check_components`` in this process (newest last).

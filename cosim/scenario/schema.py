@@ -164,12 +164,32 @@ class Execution(StrictModel):
     shares balanced by training samples, one process each) | ``ray`` (``workers`` Ray
     actors). ``threads``: torch threads per process or actor. ``address``
     (ray only): ``auto`` | ``local`` | ``HOST:PORT`` of an existing Ray cluster's head.
+    ``device`` (batched only): ``cpu`` | ``cuda`` | ``cuda:N``, where the stacks train
+    (whether that GPU exists is checked with the components, not here).
     """
 
     executor: Literal["sequential", "process", "batched", "ray"] = "sequential"
     workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
     threads: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
     address: str = "local"
+    device: str = "cpu"
+
+    @model_serializer(mode="wrap")
+    def _omit_default_device(self, handler: Any) -> dict[str, Any]:
+        """Leave ``device`` out of the dump while it is ``cpu``, so that the resolved YAML of
+        existing runs (which ``cosim compare`` and resumes check against) is unchanged."""
+        data = handler(self)
+        if self.device == "cpu":
+            data.pop("device", None)
+        return data
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        head, sep, index = value.partition(":")
+        if value == "cpu" or (head == "cuda" and (not sep or (index.isdigit() and index.isascii()))):
+            return value
+        raise PydanticCustomError("cosim", "{value} is not cpu, cuda or cuda:N", {"value": fmt_value(value)})
 
     @field_validator("address")
     @classmethod
@@ -283,6 +303,9 @@ class Scenario(StrictModel):
         if self.learning.holdout_devices and trainable < self.fl.devices_per_round:
             problems.append(("learning.holdout_devices", f"{self.learning.holdout_devices} leaves {trainable} training "
                              f"device(s), fewer than fl.devices_per_round ({self.fl.devices_per_round})"))
+        if self.execution.device != "cpu" and self.execution.executor != "batched":
+            problems.append(("execution.device", f"{fmt_value(self.execution.device)} needs executor batched "
+                             f"(executor {fmt_value(self.execution.executor)} trains on cpu)"))
         problems += _mode_problems(self)
         problems += _availability_problems(self.devices)
         total = math.fsum(self.devices.profiles.values())

@@ -31,6 +31,12 @@ task order. Every task goes to the pool, the ones that cannot be batched too (th
 sequentially in their worker, as they would here), so a client without a plan still uses
 every worker. ``workers == 1`` trains everything in this process (the path above).
 
+Devices (``device``): the stacks train on the CPU or on a CUDA GPU. Only the stacked
+tensors and the arithmetic move: each plan's ``prepare`` and ``finish``, the batch order, the
+padding and every count stay on the CPU, so a GPU changes results only by float rounding
+(summation order inside its kernels), within the same tolerance as batched against
+sequential.
+
 Ragged data: every device keeps its own shuffled batches (same generator as
 ``train_local``). Devices are sorted by their number of steps, so at step ``k`` the devices
 still training are a prefix of the stack; only that prefix is computed and updated and a
@@ -58,7 +64,7 @@ from learning.optim import adam_step_, sgd_step_
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
            "PlainPlan", "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task",
-           "assign_shares"]
+           "assign_shares", "check_device"]
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -141,24 +147,29 @@ def batched_plan(client: Client) -> BatchedPlan | None:
 
 
 # --------------------------------------------------------------------------- training loop
-def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[DeviceInit]) -> list[dict[str, Any]]:
+def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[DeviceInit],
+                  device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """Train every prepared device at once; returns, in task order, ``{"final": name ->
-    tensor, "stats": DeviceStats}``. Every device must have at least one training sample."""
-    hp = plan.hp
+    tensor, "stats": DeviceStats}``. Every device must have at least one training sample.
+
+    ``device``: where the stacks train (``cpu``, ``cuda``, ``cuda:N``); the prepared tensors
+    are moved there once and the final ones come back to the CPU. Batch order, padding and
+    every count stay on the CPU, so only the arithmetic moves."""
+    hp, dev = plan.hp, torch.device(device)
     batches = [_batch_indices(int(i.y.shape[0]), hp.local_epochs, hp.batch_size,
                               torch.Generator().manual_seed(int(t[3]))) for t, i in zip(tasks, inits)]
     order = sorted(range(len(tasks)), key=lambda j: -len(batches[j]))  # stable: longest first
     n_steps = [len(batches[j]) for j in order]
     d_all, s_max, bsz = len(order), n_steps[0], hp.batch_size
-    params = {n: torch.stack([inits[j].params[n] for j in order]) for n in inits[0].params}
-    consts = {n: torch.stack([inits[j].consts[n] for j in order]) for n in inits[0].consts}
+    params = {n: torch.stack([inits[j].params[n] for j in order]).to(dev) for n in inits[0].params}
+    consts = {n: torch.stack([inits[j].consts[n] for j in order]).to(dev) for n in inits[0].consts}
     offsets, x_parts, y_parts, start = [], [], [], 0
     for j in order:
         offsets.append(start)
         x_parts.append(inits[j].x)
         y_parts.append(inits[j].y)
         start += int(inits[j].y.shape[0])
-    x_cat, y_cat = torch.cat(x_parts), torch.cat(y_parts)
+    x_cat, y_cat = torch.cat(x_parts).to(dev), torch.cat(y_parts).to(dev)
     index = torch.zeros(s_max, d_all, bsz, dtype=torch.int64)
     counts = torch.zeros(s_max, d_all, dtype=torch.int64)
     for pos, j in enumerate(order):
@@ -166,19 +177,20 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
         for k, idx in enumerate(batches[j]):
             index[k, pos, : idx.shape[0]] = idx + offsets[pos]
             counts[k, pos] = idx.shape[0]
-    mask = torch.arange(bsz).expand(s_max, d_all, bsz) < counts.unsqueeze(-1)
+    mask = (torch.arange(bsz).expand(s_max, d_all, bsz) < counts.unsqueeze(-1)).to(dev)
+    index, counts_dev = index.to(dev), counts.to(dev)
     opt = StackedOptimizer(params, {n: plan.hyper(n) for n in params}, hp)
-    loss_sum = torch.zeros(d_all, dtype=torch.float64)
-    correct = torch.zeros(d_all, dtype=torch.int64)
+    loss_sum = torch.zeros(d_all, dtype=torch.float64, device=dev)
+    correct = torch.zeros(d_all, dtype=torch.int64, device=dev)
     flops = torch.zeros(d_all, dtype=torch.int64)
-    resets = torch.zeros(d_all, dtype=torch.int64)
+    resets = torch.zeros(d_all, dtype=torch.int64, device=dev)
     density_sum: list[float] | None = [0.0] * d_all
     with_extra = plan.has_extra_loss
     forward = plan.forward_stacked if plan.stacked else torch.func.vmap(plan.forward, randomness="same")
     extra = torch.func.vmap(plan.extra_loss) if with_extra else None
     for k in range(s_max):
         m = sum(1 for s in n_steps if s > k)  # devices still training: a prefix of the stack
-        cnt = counts[k, :m]
+        cnt, cnt_dev = counts[k, :m], counts_dev[k, :m]
         width = int(cnt.max())
         idx, msk = index[k, :m, :width], mask[k, :m, :width]
         xb, yb = x_cat[idx], y_cat[idx]
@@ -196,7 +208,7 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
         with torch.enable_grad():
             logits = forward(sub, csub, xb)  # (m, width, classes)
             ce = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(m, width)
-            loss = (ce * msk).sum(dim=1) / cnt
+            loss = (ce * msk).sum(dim=1) / cnt_dev
             total = loss + extra(sub, csub) if extra is not None else loss
             grads = torch.autograd.grad(total.sum(), list(sub.values()))
         opt.step(k + 1, m, dict(zip(sub, grads)))
@@ -204,8 +216,11 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
         if reset is not None:
             resets[:m] += reset
         with torch.no_grad():
-            loss_sum[:m] += loss.detach() * cnt.to(torch.float32)
+            loss_sum[:m] += loss.detach() * cnt_dev.to(torch.float32)
             correct[:m] += ((logits.argmax(dim=-1) == yb) & msk).sum(dim=1)
+    if dev.type != "cpu":
+        params = {n: p.cpu() for n, p in params.items()}
+        loss_sum, correct, resets = loss_sum.cpu(), correct.cpu(), resets.cpu()
     out: list[dict[str, Any]] = [{} for _ in tasks]
     for pos, j in enumerate(order):
         processed = int(counts[:, pos].sum())
@@ -232,17 +247,38 @@ def assign_shares(weights: Sequence[int], n_shares: int) -> list[list[int]]:
     return sorted((sorted(s) for s in shares if s), key=lambda s: s[0])
 
 
+def check_device(device: str) -> str:
+    """``device`` if the batched executor can train there: ``cpu``, or ``cuda`` / ``cuda:N``
+    with CUDA available and N an existing GPU; else ``ValueError`` saying what is allowed."""
+    text = str(device)
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {text!r} is not a torch device; allowed: cpu, cuda, cuda:N") from err
+    if parsed.type == "cpu":
+        return text
+    if parsed.type != "cuda":
+        raise ValueError(f"device {text!r}: the batched executor trains on cpu or cuda[:N], not {parsed.type!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {text!r}: CUDA is not available here (torch {torch.__version__}, "
+                         f"torch.cuda.is_available() is False); allowed here: cpu")
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        raise ValueError(f"device {text!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return text
+
+
 _WORKER_EXECUTOR: "BatchedExecutor | None" = None  # a pool worker's in-process executor (caches the plan)
 
 
 def _run_share(packed: Any) -> Any:
-    """Pool worker: train one packed share ``(threads, max_devices, tasks)`` with the
+    """Pool worker: train one packed share ``(threads, max_devices, device, tasks)`` with the
     in-process path; the results, packed (``learning.execution.transport``)."""
     global _WORKER_EXECUTOR
-    threads, max_devices, tasks = unpack(packed)
+    threads, max_devices, device, tasks = unpack(packed)
     ex = _WORKER_EXECUTOR
-    if ex is None or (ex.threads, ex.max_devices) != (threads, max_devices):
-        ex = _WORKER_EXECUTOR = BatchedExecutor(threads=threads, max_devices=max_devices)
+    if ex is None or (ex.threads, ex.max_devices, ex.device) != (threads, max_devices, device):
+        ex = _WORKER_EXECUTOR = BatchedExecutor(threads=threads, max_devices=max_devices, device=device)
     return pack(ex.run(worker_client(), tasks))
 
 
@@ -261,13 +297,17 @@ class BatchedExecutor:
             between stacks of at most 10 and 32, inside the noise (``bench/executors.py
             --stack`` and the README); training memory grows linearly, hence 32.
         start_method: the worker pool's (``workers > 1``), as ``ProcessExecutor``'s.
+        device: where the stacks train: ``cpu`` or a CUDA device (``cuda``, ``cuda:N``; see
+            ``check_device``); with ``workers > 1`` every worker trains there. Updates that
+            cannot be batched run on the CPU either way.
     """
 
     def __init__(self, workers: int = 1, threads: int = 1, max_devices: int = 32,
-                 start_method: str = "forkserver") -> None:
+                 start_method: str = "forkserver", device: str = "cpu") -> None:
         if workers < 1 or threads < 1 or max_devices < 1:
             raise ValueError(f"workers, threads and max_devices must be >= 1, got {workers}, {threads}, {max_devices}")
         self.workers, self.threads, self.max_devices = workers, threads, max_devices
+        self.device = check_device(device)
         self._client: Client | None = None
         self._plan: BatchedPlan | None = None
         self._pool = (ProcessExecutor(workers, threads, start_method, preload=["learning.execution.batched"])
@@ -298,7 +338,8 @@ class BatchedExecutor:
             group = batch[g * len(batch) // n_groups : (g + 1) * len(batch) // n_groups]
             gtasks = [tuple(tasks[p]) for p in group]
             inits = [plan.prepare(t) for t in gtasks]  # type: ignore[union-attr, arg-type]
-            for pos, t, init, out in zip(group, gtasks, inits, train_batched(plan, gtasks, inits)):  # type: ignore[arg-type]
+            trained = train_batched(plan, gtasks, inits, self.device)  # type: ignore[arg-type]
+            for pos, t, init, out in zip(group, gtasks, inits, trained):  # type: ignore[arg-type]
                 results[pos] = plan.finish(t, init, out["final"], out["stats"])  # type: ignore[union-attr, arg-type]
         return results  # type: ignore[return-value]
 
@@ -307,7 +348,8 @@ class BatchedExecutor:
         if not tasks:
             return []
         shares = assign_shares([client.data.num_train(int(t[0])) for t in tasks], self.workers)
-        packed = (pack((self.threads, self.max_devices, [tuple(tasks[i]) for i in share])) for share in shares)
+        packed = (pack((self.threads, self.max_devices, self.device, [tuple(tasks[i]) for i in share]))
+                  for share in shares)
         results: list[LocalResult | None] = [None] * len(tasks)
         for share, out in zip(shares, self._pool.map_each(client, _run_share, packed)):  # type: ignore[union-attr]
             for i, result in zip(share, unpack(out), strict=True):

@@ -174,10 +174,10 @@ class ProcessExecutor:
             pass
 
 
-def _batched(workers: int = 1, threads: int = 1) -> Executor:
+def _batched(workers: int = 1, threads: int = 1, device: str = "cpu") -> Executor:
     from learning.execution.batched import BatchedExecutor  # lazy: torch.func machinery only when used
 
-    return BatchedExecutor(workers=workers, threads=threads)
+    return BatchedExecutor(workers=workers, threads=threads, device=device)
 
 
 def _ray(workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
@@ -191,11 +191,18 @@ EXECUTORS: dict[str, Any] = {"sequential": SequentialExecutor, "process": Proces
                              "batched": _batched, "ray": _ray}
 
 
-def make_executor(name: str, workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
+def make_executor(name: str, workers: int = 1, threads: int = 1, address: str = "local",
+                  device: str = "cpu") -> Executor:
     """Build the registered executor ``name`` (unknown names raise ``ValueError``);
-    ``address`` (``auto|local|HOST:PORT``) is used by ``ray`` only."""
+    ``address`` (``auto|local|HOST:PORT``) is used by ``ray`` only, ``device`` (``cpu``,
+    ``cuda``, ``cuda:N``) by ``batched`` only (any other executor trains on the CPU)."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; allowed: {sorted(EXECUTORS)}")
+    if name == "batched":
+        return EXECUTORS[name](workers=workers, threads=threads, device=device)
+    if str(device) != "cpu":
+        raise ValueError(f"device {device!r}: only the batched executor trains on a GPU; executor {name!r} "
+                         f"trains on cpu")
     if name == "ray":
         return EXECUTORS[name](workers=workers, threads=threads, address=address)
     return EXECUTORS[name](workers=workers, threads=threads)

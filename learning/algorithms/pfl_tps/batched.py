@@ -199,7 +199,7 @@ class PFLTPSPlan(BatchedPlan):
     def _reset(self, params: dict[str, torch.Tensor], m: int, clamp: bool) -> torch.Tensor:
         """In place, devices ``[0, m)``: clamp thresholds to >= 0 (``clamp``), then reset the
         thresholds of every layer keeping <= ``prune_reset_density``; resets per device (m,)."""
-        resets = torch.zeros(m, dtype=torch.int64)
+        resets = torch.zeros(m, dtype=torch.int64, device=params[self.thr_names[0]].device)
         for name in self.layer_names:
             t = params[threshold_key(name)][:m]
             if clamp:
