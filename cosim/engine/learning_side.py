@@ -74,7 +74,7 @@ class LearningSide:
             self.client = self.algorithm.client()
             ex = scenario.execution
             self.executor = make_executor(ex.executor, workers=ex.workers, threads=ex.threads, address=ex.address,
-                                          device=ex.device)
+                                          device=ex.device, max_devices=ex.max_devices)
             self.samples = np.array([self.data.num_train(i) for i in range(n_devices)], dtype=np.int64)
             input_shape, num_classes = tuple(self.data.input_shape), int(self.data.num_classes)
             self.learning_wall_s += time.perf_counter() - t0

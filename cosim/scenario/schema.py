@@ -165,7 +165,8 @@ class Execution(StrictModel):
     actors). ``threads``: torch threads per process or actor. ``address``
     (ray only): ``auto`` | ``local`` | ``HOST:PORT`` of an existing Ray cluster's head.
     ``device`` (batched only): ``cpu`` | ``cuda`` | ``cuda:N``, where the stacks train
-    (whether that GPU exists is checked with the components, not here).
+    (whether that GPU exists is checked with the components, not here). ``max_devices``
+    (batched only): the largest stack; null: 32 on the CPU, 256 on a GPU.
     """
 
     executor: Literal["sequential", "process", "batched", "ray"] = "sequential"
@@ -173,14 +174,18 @@ class Execution(StrictModel):
     threads: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
     address: str = "local"
     device: str = "cpu"
+    max_devices: PositiveInt | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_default_device(self, handler: Any) -> dict[str, Any]:
-        """Leave ``device`` out of the dump while it is ``cpu``, so that the resolved YAML of
-        existing runs (which ``cosim compare`` and resumes check against) is unchanged."""
+    def _omit_defaults(self, handler: Any) -> dict[str, Any]:
+        """Leave ``device`` (``cpu``) and ``max_devices`` (null) out of the dump while they
+        have their defaults, so that the resolved YAML of existing runs (which ``cosim
+        compare`` and resumes check against) is unchanged."""
         data = handler(self)
         if self.device == "cpu":
             data.pop("device", None)
+        if self.max_devices is None:
+            data.pop("max_devices", None)
         return data
 
     @field_validator("device")
@@ -303,9 +308,13 @@ class Scenario(StrictModel):
         if self.learning.holdout_devices and trainable < self.fl.devices_per_round:
             problems.append(("learning.holdout_devices", f"{self.learning.holdout_devices} leaves {trainable} training "
                              f"device(s), fewer than fl.devices_per_round ({self.fl.devices_per_round})"))
-        if self.execution.device != "cpu" and self.execution.executor != "batched":
-            problems.append(("execution.device", f"{fmt_value(self.execution.device)} needs executor batched "
-                             f"(executor {fmt_value(self.execution.executor)} trains on cpu)"))
+        ex = self.execution
+        if ex.device != "cpu" and ex.executor != "batched":
+            problems.append(("execution.device", f"{fmt_value(ex.device)} needs executor batched "
+                             f"(executor {fmt_value(ex.executor)} trains on cpu)"))
+        if ex.max_devices is not None and ex.executor != "batched":
+            problems.append(("execution.max_devices", f"{ex.max_devices} needs executor batched "
+                             f"(executor {fmt_value(ex.executor)} trains one device at a time)"))
         problems += _mode_problems(self)
         problems += _availability_problems(self.devices)
         total = math.fsum(self.devices.profiles.values())

@@ -174,10 +174,10 @@ class ProcessExecutor:
             pass
 
 
-def _batched(workers: int = 1, threads: int = 1, device: str = "cpu") -> Executor:
+def _batched(workers: int = 1, threads: int = 1, device: str = "cpu", max_devices: int | None = None) -> Executor:
     from learning.execution.batched import BatchedExecutor  # lazy: torch.func machinery only when used
 
-    return BatchedExecutor(workers=workers, threads=threads, device=device)
+    return BatchedExecutor(workers=workers, threads=threads, device=device, max_devices=max_devices)
 
 
 def _ray(workers: int = 1, threads: int = 1, address: str = "local") -> Executor:
@@ -192,17 +192,21 @@ EXECUTORS: dict[str, Any] = {"sequential": SequentialExecutor, "process": Proces
 
 
 def make_executor(name: str, workers: int = 1, threads: int = 1, address: str = "local",
-                  device: str = "cpu") -> Executor:
+                  device: str = "cpu", max_devices: int | None = None) -> Executor:
     """Build the registered executor ``name`` (unknown names raise ``ValueError``);
-    ``address`` (``auto|local|HOST:PORT``) is used by ``ray`` only, ``device`` (``cpu``,
-    ``cuda``, ``cuda:N``) by ``batched`` only (any other executor trains on the CPU)."""
+    ``address`` (``auto|local|HOST:PORT``) is used by ``ray`` only; ``device`` (``cpu``,
+    ``cuda``, ``cuda:N``) and ``max_devices`` (largest stack, None: the device's default)
+    by ``batched`` only (any other executor trains on the CPU, one device at a time)."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; allowed: {sorted(EXECUTORS)}")
     if name == "batched":
-        return EXECUTORS[name](workers=workers, threads=threads, device=device)
+        return EXECUTORS[name](workers=workers, threads=threads, device=device, max_devices=max_devices)
     if str(device) != "cpu":
         raise ValueError(f"device {device!r}: only the batched executor trains on a GPU; executor {name!r} "
                          f"trains on cpu")
+    if max_devices is not None:
+        raise ValueError(f"max_devices {max_devices!r}: only the batched executor stacks devices; executor "
+                         f"{name!r} trains one at a time")
     if name == "ray":
         return EXECUTORS[name](workers=workers, threads=threads, address=address)
     return EXECUTORS[name](workers=workers, threads=threads)

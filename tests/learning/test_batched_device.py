@@ -1,5 +1,5 @@
-"""The batched executor's ``device``: which values are accepted and with which errors (any
-machine), and on a CUDA GPU (skipped without one) that results match the sequential
+"""The batched executor's ``device`` and ``max_devices``: which values are accepted, with
+which errors and defaults (any machine), and on a CUDA GPU (skipped without one) that results match the sequential
 executor on the CPU within the batched tolerance (FedAvg, local, PFL-TPS, the hypernetwork
 baselines; in-process and with worker processes; end to end through ``cosim run``)."""
 
@@ -17,7 +17,7 @@ from cosim.scenario import ScenarioError, load_scenario
 from cosim.scenario.components import check_components
 from learning.algorithms import make_algorithm
 from learning.execution import SequentialExecutor, make_executor
-from learning.execution.batched import BatchedExecutor, check_device
+from learning.execution.batched import MAX_DEVICES_CPU, MAX_DEVICES_GPU, BatchedExecutor, check_device
 from batched_setup import MODEL, assert_close_results, data, tasks  # noqa: F401 (fixture: used by name)
 
 SMOKE = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
@@ -53,6 +53,34 @@ def test_only_the_batched_executor_takes_a_gpu(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ValueError, match="CUDA is not available"):
         BatchedExecutor(device="cuda")
     assert make_executor("batched", device="cpu").device == "cpu"  # type: ignore[attr-defined]
+
+
+def test_max_devices_defaults_per_device_and_is_batched_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BatchedExecutor().max_devices == MAX_DEVICES_CPU == 32
+    assert make_executor("batched", max_devices=7).max_devices == 7  # type: ignore[attr-defined]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert BatchedExecutor(device="cuda").max_devices == MAX_DEVICES_GPU == 256  # no CUDA call made here
+    assert BatchedExecutor(device="cuda:0", max_devices=12).max_devices == 12
+    with pytest.raises(ValueError, match="max_devices must be >= 1, got 1, 1, 0"):
+        BatchedExecutor(max_devices=0)
+    with pytest.raises(ValueError, match="max_devices 4: only the batched executor stacks devices; executor 'sequential'"):
+        make_executor("sequential", max_devices=4)
+
+
+def test_scenario_execution_keys_reach_the_executor() -> None:
+    from cosim.engine.learning_side import LearningSide
+
+    side = LearningSide(load_scenario(SMOKE, ["execution={executor: batched, max_devices: 3, device: cpu}"]), 6)
+    try:
+        assert (side.executor.max_devices, side.executor.device) == (3, "cpu")  # type: ignore[union-attr]
+    finally:
+        side.close()
+    with pytest.raises(ScenarioError, match=r"execution\.max_devices: 3 needs executor batched \(executor 'process'"):
+        load_scenario(SMOKE, ["execution={executor: process, max_devices: 3}"])
+    with pytest.raises(ScenarioError, match=r"execution\.max_devices: 0 must be >= 1"):
+        load_scenario(SMOKE, ["execution={executor: batched, max_devices: 0}"])
+    assert "max_devices" not in load_scenario(SMOKE, ["execution.executor=batched"]).model_dump(mode="json")["execution"]
 
 
 def test_scenario_device_key(monkeypatch: pytest.MonkeyPatch) -> None:
