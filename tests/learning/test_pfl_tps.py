@@ -112,6 +112,15 @@ def test_hn_vjp_is_grad_of_half_squared_distance() -> None:
     want = torch.autograd.grad(loss, list(hn.parameters()) + [e2])
     for g, w in zip(grads + [grad_e], want):
         torch.testing.assert_close(g, w)
+    # Bit for bit the VJP with grad_outputs (float32 and float64).
+    for dtype in (torch.float32, torch.float64):
+        hn = _hn(build_model(MODEL, (1, 28, 28), 10), dtype=dtype)
+        e = torch.randn(4, dtype=dtype)
+        delta = 1e-2 * torch.randn(hn.spec.total, dtype=dtype)
+        e2 = e.clone().requires_grad_(True)
+        ref = torch.autograd.grad(hn(e2), list(hn.parameters()) + [e2], grad_outputs=-delta)
+        grads, grad_e = hn_vjp(hn, e, delta, wrt_embedding=True)
+        assert all(torch.equal(g, r) for g, r in zip(grads + [grad_e], ref)), dtype
 
 
 def test_server_update_moves_hn_toward_trained_sal(fd) -> None:

@@ -124,6 +124,18 @@ def test_local_training_does_not_import_dynamo() -> None:
     assert _fresh_python(code) == "False False"
 
 
+def test_hypernetwork_server_update_does_not_import_sympy() -> None:
+    # autograd.grad with a tensor grad_outputs imports sympy on first use; hn_vjp does not.
+    code = ("import sys; from learning.algorithms import make_algorithm; "
+            "from learning.data import build_federated_data, make_synthetic; "
+            "fd = build_federated_data(make_synthetic(80, 16, num_classes=4, seed=0), 2, 'iid', {}, seed=0); "
+            "alg = make_algorithm('pfl_tps', fd, {'name': 'vit', 'patch_size': 14, 'dim': 16, 'depth': 1, "
+            "'heads': 2}, {'batch_size': 16}, seed=0); "
+            "res = alg.client().local_update(0, alg.device_state(0), alg.downlink(0, 0), 0); alg.commit(res); "
+            "alg.aggregate({0: (res.uplink, res.samples)}, 0); print('sympy' in sys.modules)")
+    assert _fresh_python(code) == "False"
+
+
 def test_components_of_a_scenario_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # `cosim run FILE` validates the file, then the run validates the scenario it got:
     # the second check of the same resolved scenario builds nothing.

@@ -159,7 +159,11 @@ def hn_vjp(hn: HyperNetwork, e: torch.Tensor, delta_theta: torch.Tensor,
     with torch.enable_grad():
         theta = hn(e)
         inputs = params + ([e] if wrt_embedding else [])
-        grads = torch.autograd.grad(theta, inputs, grad_outputs=-delta_theta.detach().to(theta.dtype))
+        # The VJP as the gradient of the scalar <θ, −Δθ>: the product's backward multiplies
+        # −Δθ by exactly 1, so this is grad_outputs=−Δθ bit for bit, without the check of a
+        # tensor grad_outputs that imports sympy (0.2-0.4 s) on a run's first server update.
+        weighted = (theta * -delta_theta.detach().to(theta.dtype)).sum()
+        grads = torch.autograd.grad(weighted, inputs)
     if wrt_embedding:
         return list(grads[:-1]), grads[-1]
     return list(grads), None
