@@ -55,9 +55,14 @@ def generated_names(model: nn.Module) -> list[str]:
 def fedtp_uplink(trained: dict[str, torch.Tensor], sent: dict[str, torch.Tensor], sal: Sequence[str],
                  round_idx: int, encoding: str = "fp32") -> Payload:
     """Uplink: trained non-SAL tensors + ``delta.<sal>`` = sent − trained, in ``encoding``."""
-    sal_set = set(sal)
-    tensors = {k: v.detach().clone() for k, v in trained.items() if k not in sal_set}
-    tensors.update({DELTA_PREFIX + k: (sent[k] - trained[k]).detach().clone() for k in sal})
+    return _uplink(trained, {k: (sent[k] - trained[k]).detach().clone() for k in sal}, round_idx, encoding)
+
+
+def _uplink(trained: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor], round_idx: int,
+            encoding: str) -> Payload:
+    """The uplink of ``fedtp_uplink`` from its SAL deltas (name -> sent − trained)."""
+    tensors = {k: v.detach().clone() for k, v in trained.items() if k not in deltas}
+    tensors.update({DELTA_PREFIX + k: d for k, d in deltas.items()})
     return dense_payload(tensors, encoding, {"round": int(round_idx)})
 
 
@@ -144,7 +149,8 @@ class FedTP(FedAvg):
         model, state = meta_state_dict(model_config, input_shape, num_classes)
         sal = generated_names(model)
         down = Payload(dict(state), resolved["downlink_encoding"], {"round": 0}).wire_bytes
-        up = fedtp_uplink(state, state, sal, 0, resolved["uplink_encoding"]).wire_bytes
+        # A delta has its tensor's shape: no arithmetic on meta tensors (it imports torch._dynamo).
+        up = _uplink(state, {k: state[k] for k in sal}, 0, resolved["uplink_encoding"]).wire_bytes
         return CostModel(down, up, vit_flops_per_sample(model_config, input_shape, num_classes),
                          float(TrainParams.from_params(resolved).local_epochs))
 

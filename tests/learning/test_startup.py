@@ -136,6 +136,14 @@ def test_hypernetwork_server_update_does_not_import_sympy() -> None:
     assert _fresh_python(code) == "False"
 
 
+def test_fedtp_cost_model_does_not_import_dynamo() -> None:
+    # Arithmetic on meta tensors (a delta's shape) goes through torch._dynamo; the cost model does none.
+    code = ("import sys; from learning.algorithms.fedtp import FedTP; "
+            "c = FedTP.cost_model({'name': 'vit', 'dim': 16, 'heads': 2}, {}, (1, 28, 28), 10); "
+            "print(c.uplink_bytes > 0, 'torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
+    assert _fresh_python(code) == "True False False"
+
+
 def test_components_of_a_scenario_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # `cosim run FILE` validates the file, then the run validates the scenario it got:
     # the second check of the same resolved scenario builds nothing.
