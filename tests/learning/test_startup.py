@@ -144,6 +144,24 @@ def test_fedtp_cost_model_does_not_import_dynamo() -> None:
     assert _fresh_python(code) == "True False False"
 
 
+SMOKE_YAML = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
+
+
+def test_no_algorithm_run_imports_dynamo_or_sympy() -> None:
+    # Every registered algorithm, one smoke round each (batched where a plan exists), in one
+    # fresh process: torch._dynamo and sympy cost a run seconds of start-up (README).
+    code = ("import sys, tempfile; from cosim.scenario import load_scenario; from cosim.engine import run_simulation; "
+            "from learning.algorithms import ALGORITHMS\n"
+            "with tempfile.TemporaryDirectory() as d:\n"
+            "    for i, name in enumerate(sorted(ALGORITHMS)):\n"
+            "        ex = 'batched' if name in ('fedavg', 'pfl_tps', 'pfedhn', 'fedtp') else 'sequential'\n"
+            f"        sc = load_scenario({str(SMOKE_YAML)!r}, [f'learning.algorithm.name={{name}}', 'fl.rounds=1', "
+            "f'execution.executor={ex}', 'devices.count=4', 'learning.dataset.params.num_train=160'])\n"
+            "        run_simulation(sc, f'{d}/{i}')\n"
+            "print(len(ALGORITHMS) > 10, 'torch._dynamo' in sys.modules, 'sympy' in sys.modules)")
+    assert _fresh_python(code) == "True False False"
+
+
 def test_components_of_a_scenario_are_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # `cosim run FILE` validates the file, then the run validates the scenario it got:
     # the second check of the same resolved scenario builds nothing.
