@@ -22,8 +22,9 @@ changes), which dominate the trace at scale, and keeps everything the FL work do
 
 pyarrow is imported when a table is built or written, not with this module (a run
 records for minutes before it writes; ``EVENT_SCHEMA`` is built on first access).
-Columns reach Arrow as numpy arrays, never as Python lists: for a list, pyarrow asks
-pandas whether it is "array-like", which imports pandas (about a second).
+Columns reach Arrow through ``cosim.arrow.arrow_array``, built from buffers: given a list
+or a numpy array, ``pyarrow.array`` asks pandas whether it is a pandas object, which imports
+pandas.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from cosim.arrow import arrow_array
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,7 +64,6 @@ EVENT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
 EVENT_LEVELS = ("all", "transfers", "rounds")
 #: Event kinds about a device's radio/availability state rather than FL work (dropped by ``transfers``).
 WORLD_EVENT_KINDS = frozenset({"handover", "available", "unavailable"})
-_NUMPY_DTYPES = {"float64": np.float64, "int64": np.int64, "string": object, "bool": object}
 
 
 @functools.lru_cache(maxsize=None)
@@ -201,15 +203,11 @@ class _FreeTable:
         for key, values in self.columns.items():
             if isinstance(values, np.ndarray):  # a whole column (``set_columns``): no per-value work
                 kind = _ARRAY_TYPES.get(values.dtype.kind) or _infer_type(key, values)
-                arrays.append(pa.array(values, type=kind))
-                fields.append(pa.field(key, kind))
-                continue
-            kind = _infer_type(key, values)
-            if kind == pa.float64():
-                values = [None if v is None else float(v) for v in values]
-            column = np.empty(len(values), dtype=object)  # an ndarray: pyarrow leaves pandas alone
-            column[:] = values
-            arrays.append(pa.array(column, type=kind))
+            else:
+                kind = _infer_type(key, values)
+                if kind == pa.float64():
+                    values = [None if v is None else float(v) for v in values]
+            arrays.append(arrow_array(values, kind))
             fields.append(pa.field(key, kind))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
@@ -318,8 +316,7 @@ class TraceRecorder:
         import pyarrow as pa
 
         schema = event_schema()
-        arrays = [pa.array(np.array(self._events[name], dtype=_NUMPY_DTYPES[kind]), type=schema.field(name).type)
-                  for name, kind, _ in EVENT_COLUMNS]
+        arrays = [arrow_array(self._events[name], schema.field(name).type) for name, _, _ in EVENT_COLUMNS]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     def tables(self) -> dict[str, pa.Table]:
