@@ -15,6 +15,7 @@ import numpy as np
 
 from learning.algorithms import ALGORITHMS, make_algorithm
 from learning.algorithms.base import StaleUpdate
+from learning.algorithms.training import evaluation_device
 from learning.data import build_federated_data, load_dataset, validation_size
 from learning.execution import make_executor
 
@@ -63,6 +64,8 @@ class LearningSide:
         params = dict(cfg.algorithm.params)
         self.algorithm = None
         self.executor = None
+        #: where evaluation computes: the batched executor's device (the CPU otherwise).
+        self.eval_device = scenario.execution.device
         if self.mode == "train":
             t0 = time.perf_counter()
             dataset = load_dataset(cfg.dataset.name, path=cfg.dataset.path, **dict(cfg.dataset.params))
@@ -181,7 +184,8 @@ class LearningSide:
         if self.mode != "train":
             return None
         t0 = time.perf_counter()
-        result = self.algorithm.evaluate(np.flatnonzero(~self.holdout).tolist() if self.holdout.any() else None)
+        with evaluation_device(self.eval_device):
+            result = self.algorithm.evaluate(np.flatnonzero(~self.holdout).tolist() if self.holdout.any() else None)
         self.learning_wall_s += time.perf_counter() - t0
         return result
 
@@ -200,7 +204,8 @@ class LearningSide:
         t0 = time.perf_counter()
         for d in devices:
             self.algorithm.join_new_device(d, round_idx, self.training_seed(round_idx, d))
-        result = self.algorithm.evaluate(devices)
+        with evaluation_device(self.eval_device):
+            result = self.algorithm.evaluate(devices)
         self.learning_wall_s += time.perf_counter() - t0
         return dict(result.per_device_accuracy)
 

@@ -8,7 +8,10 @@ Thread count is left to the executor (``torch.set_num_threads``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -20,6 +23,7 @@ from torch import nn
 from learning.optim import Optimizer
 
 __all__ = [
+    "evaluation_device",
     "TrainParams",
     "TrainStats",
     "derive_seed",
@@ -174,18 +178,49 @@ def train_local(
     return TrainStats(processed, float(loss_sum) / processed, float(correct) / processed)
 
 
+_EVAL_DEVICE: contextvars.ContextVar[str] = contextvars.ContextVar("cosim_evaluation_device", default="cpu")
+
+
+@contextlib.contextmanager
+def evaluation_device(device: str) -> Iterator[None]:
+    """Within the block, ``evaluate_accuracy`` computes on ``device`` (``cpu``, ``cuda``,
+    ``cuda:N``): each model's parameters and buffers and the data are copied there, the
+    model itself stays where it is. Only float rounding differs from the CPU, so an
+    accuracy changes only where a rounding flips a near-tie between two classes."""
+    token = _EVAL_DEVICE.set(str(device))
+    try:
+        yield
+    finally:
+        _EVAL_DEVICE.reset(token)
+
+
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` on (x (n, C, H, W), y (n,)); NaN when n == 0."""
+    """Top-1 accuracy of ``model`` on (x (n, C, H, W), y (n,)); NaN when n == 0. Runs on the
+    ``evaluation_device`` (the CPU unless a caller chose otherwise)."""
     n = int(y.shape[0])
     if n == 0:
         return math.nan
     model.eval()
+    device = _EVAL_DEVICE.get()
+    if device != "cpu":
+        return _accuracy_on(model, x, y, batch_size, torch.device(device))
     correct = 0
     for start in range(0, n, batch_size):
         logits = model(x[start : start + batch_size])
         correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
     return correct / n
+
+
+def _accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """``evaluate_accuracy`` on ``device`` through copies of the model's tensors (one sync)."""
+    tensors = {name: t.to(device) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    x, y = x.to(device), y.to(device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, int(y.shape[0]), batch_size):
+        logits = torch.func.functional_call(model, tensors, (x[start : start + batch_size],))
+        correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
+    return int(correct) / int(y.shape[0])
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

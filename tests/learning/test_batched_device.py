@@ -16,6 +16,7 @@ import torch
 from cosim.scenario import ScenarioError, load_scenario
 from cosim.scenario.components import check_components
 from learning.algorithms import make_algorithm
+from learning.algorithms.training import evaluate_accuracy, evaluation_device
 from learning.execution import SequentialExecutor, make_executor
 from learning.execution.batched import MAX_DEVICES_CPU, MAX_DEVICES_GPU, BatchedExecutor, check_device
 from batched_setup import MODEL, assert_close_results, data, tasks  # noqa: F401 (fixture: used by name)
@@ -100,6 +101,24 @@ def test_scenario_device_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_scenario(SMOKE).to_yaml() == load_scenario(SMOKE, ["execution.device=cpu"]).to_yaml()
 
 
+@pytest.mark.parametrize("name", ["fedavg", "pfl_tps", "pfedhn_pc"])
+def test_evaluation_through_tensor_copies_equals_the_model_itself(data: Any, name: str) -> None:
+    # "cpu:0" takes the copy path (functional_call on copied tensors) that a GPU takes.
+    alg = make_algorithm(name, data, MODEL, {"batch_size": 16, "eval_batch_size": 7}, seed=4)
+    for res in SequentialExecutor().run(alg.client(), tasks(alg, [0, 1, 2], 0)):
+        alg.commit(res)
+    want = alg.evaluate()
+    with evaluation_device("cpu:0"):
+        got = alg.evaluate()
+    assert got == want and 0 < want.mean_accuracy < 1
+    x, y = data.test(1)
+    model = alg.device_model(1) if name != "fedavg" else alg.global_model()
+    reference = evaluate_accuracy(model, x, y, batch_size=5)  # the model itself, batches of 5
+    with evaluation_device("cpu:0"):
+        assert evaluate_accuracy(model, x, y, batch_size=5) == reference
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
 # --------------------------------------------------------------------------- on a GPU
 GPU_CASES = [
     ("fedavg", {"optimizer": "sgd", "weight_decay": 1e-3}),
@@ -137,6 +156,21 @@ def test_batched_on_cuda_equals_sequential_on_cpu(data: Any, name: str, extra: d
             for res in want:
                 alg.commit(res)
             alg.aggregate({res.device: (res.uplink, res.samples) for res in want}, r)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["fedavg", "pfl_tps", "pfedhn"])
+def test_evaluation_on_cuda_equals_the_cpu(data: Any, name: str) -> None:
+    alg = make_algorithm(name, data, MODEL, {"batch_size": 16}, seed=4)
+    for res in SequentialExecutor().run(alg.client(), tasks(alg, [0, 1, 2, 3, 4], 0)):
+        alg.commit(res)
+    want = alg.evaluate()
+    with evaluation_device("cuda"):
+        got = alg.evaluate()
+    assert list(got.per_device_accuracy) == list(want.per_device_accuracy)
+    for d, acc in want.per_device_accuracy.items():  # a rounding may flip one near-tie
+        assert got.per_device_accuracy[d] == pytest.approx(acc, abs=1.5 / data.test(d)[1].shape[0]), d
+    assert all(p.device.type == "cpu" for p in alg.device_model(0).parameters())
 
 
 @needs_cuda
