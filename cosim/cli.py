@@ -49,8 +49,26 @@ def describe(scenario: Scenario) -> list[str]:
         f"allocator {fl.allocator}, deadline {deadline}",
         f"algorithm: {lr.algorithm.name}, model {lr.model['name']}, dataset {lr.dataset.name} "
         f"({lr.partition.name}), mode {lr.mode}",
+        _execution_line(scenario),
         f"output: {scenario.output_dir} ({', '.join(scenario.output.formats)})",
     ]
+
+
+def _execution_line(scenario: Scenario) -> str:
+    """How local updates run: executor, processes x threads, and for batched its device and stacks."""
+    ex = scenario.execution
+    if ex.executor == "sequential":
+        return f"execution: sequential, {ex.threads} thread(s)"
+    line = f"execution: {ex.executor}, {ex.workers} worker(s) x {ex.threads} thread(s)"
+    if ex.executor == "batched":
+        from learning.execution.batched import MAX_DEVICES_CPU, MAX_DEVICES_GPU
+
+        stack = ex.max_devices or (MAX_DEVICES_CPU if ex.device == "cpu" else MAX_DEVICES_GPU)
+        line += (f", on {ex.device} in stacks of up to {stack} devices (algorithms without a batched plan "
+                 f"train one device at a time on the cpu)")
+    elif ex.executor == "ray":
+        line += f", cluster {ex.address}"
+    return line
 
 
 def _summary_lines(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:

@@ -31,8 +31,22 @@ def test_validate_ok_subprocess() -> None:
     assert out[0] == "name: urban_50dev"
     assert "devices: 50" in proc.stdout and "cells: 3" in proc.stdout and "algorithm: pfl_tps" in proc.stdout
     assert "rounds: 5 x 10 devices" in proc.stdout
+    assert "execution: sequential, 1 thread(s)" in out
     assert out[-1] == "ok"
     assert proc.stderr == ""
+
+
+def test_validate_describes_the_execution() -> None:
+    from cosim.cli import describe
+    from cosim.scenario import load_scenario
+
+    lines = describe(load_scenario(URBAN, ["execution={executor: batched, workers: 2, max_devices: 12}"]))
+    assert "execution: batched, 2 worker(s) x 1 thread(s), on cpu in stacks of up to 12 devices (algorithms " \
+           "without a batched plan train one device at a time on the cpu)" in lines
+    lines = describe(load_scenario(URBAN, ["execution={executor: batched}"]))
+    assert any("on cpu in stacks of up to 32 devices" in line for line in lines)
+    lines = describe(load_scenario(URBAN, ["execution={executor: ray, workers: 4, address: 'h:6379'}"]))
+    assert "execution: ray, 4 worker(s) x 1 thread(s), cluster h:6379" in lines
 
 
 def test_validate_errors_subprocess() -> None:
