@@ -32,10 +32,10 @@ sequentially in their worker, as they would here), so a client without a plan st
 every worker. ``workers == 1`` trains everything in this process (the path above).
 
 Devices (``device``): the stacks train on the CPU or on a CUDA GPU. Only the stacked
-tensors and the arithmetic move: each plan's ``prepare`` and ``finish``, the batch order, the
-padding and every count stay on the CPU, so a GPU changes results only by float rounding
-(summation order inside its kernels), within the same tolerance as batched against
-sequential.
+tensors and the arithmetic move: each plan's ``prepare`` and ``finish`` run on the CPU, and
+the batch order, padding and counts are decided there (the index and mask are copied to the
+GPU once per stack), so a GPU changes results only by float rounding (summation order inside
+its kernels), within the same tolerance as batched against sequential.
 
 Ragged data: every device keeps its own shuffled batches (same generator as
 ``train_local``). Devices are sorted by their number of steps, so at step ``k`` the devices
@@ -64,7 +64,7 @@ from learning.optim import adam_step_, sgd_step_
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
            "PlainPlan", "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task",
-           "assign_shares", "check_device"]
+           "assign_shares", "check_device", "MAX_DEVICES_CPU", "MAX_DEVICES_GPU"]
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -152,9 +152,9 @@ def train_batched(plan: BatchedPlan, tasks: Sequence[Task], inits: Sequence[Devi
     """Train every prepared device at once; returns, in task order, ``{"final": name ->
     tensor, "stats": DeviceStats}``. Every device must have at least one training sample.
 
-    ``device``: where the stacks train (``cpu``, ``cuda``, ``cuda:N``); the prepared tensors
-    are moved there once and the final ones come back to the CPU. Batch order, padding and
-    every count stay on the CPU, so only the arithmetic moves."""
+    ``device``: where the stacks train (``cpu``, ``cuda``, ``cuda:N``); the prepared tensors,
+    the batch index and the padding mask are moved there once, the final tensors and the
+    statistics come back to the CPU. Batch order, padding and counts are decided on the CPU."""
     hp, dev = plan.hp, torch.device(device)
     batches = [_batch_indices(int(i.y.shape[0]), hp.local_epochs, hp.batch_size,
                               torch.Generator().manual_seed(int(t[3]))) for t, i in zip(tasks, inits)]
