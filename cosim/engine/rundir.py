@@ -222,13 +222,20 @@ def remove_stale_temps(directory: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _unmarked_leftovers(names: set[str]) -> bool:
+    """Whether a directory holding ``names`` is empty or holds only what a run killed before
+    its marker was in place leaves: its lock, and the marker's temp file when it was killed
+    between writing it and moving it into place (a ``compare`` worker killed with its pool)."""
+    return all(n == LOCK_NAME or n.startswith(TMP_PREFIX) for n in names)
+
+
 def _check_fresh(directory: Path, overwrite: bool) -> None:
     if not directory.exists():
         return
     if not directory.is_dir():
         raise RunDirError(f"--out {directory}: exists and is not a directory")
     names = {p.name for p in directory.iterdir()}
-    if not names or names <= {LOCK_NAME}:
+    if _unmarked_leftovers(names):  # empty, or what a run killed before its marker landed leaves
         return
     marker = read_marker(directory)
     if marker is None:
@@ -278,7 +285,7 @@ def acquire_resume(run_dir: Path) -> tuple[RunDir, dict[str, Any]]:
         raise RunDirError(f"{directory}: no such run directory")
     marker = read_marker(directory)
     if marker is None:
-        if {p.name for p in directory.iterdir()} <= {LOCK_NAME}:  # killed while setting up, before its marker
+        if _unmarked_leftovers({p.name for p in directory.iterdir()}):  # killed before its marker
             raise RunDirError(f"{directory}: nothing to resume: the run stopped before it started; run the "
                               f"scenario again with --out {directory}")
         if (directory / "scenario.yaml").is_file():

@@ -238,19 +238,23 @@ def _crash_at(round_number: int):
     return progress
 
 
-@pytest.mark.parametrize("left", ["lock", "marker_and_lock"])
+@pytest.mark.parametrize("left", ["lock", "marker_temp_and_lock", "marker_and_lock"])
 def test_directory_left_before_scenario_yaml_is_reusable(left: str, tmp_path: Path, capsys) -> None:
     # killed between creating the directory and writing scenario.yaml: during set-up only the
-    # lock exists (what a SIGKILL there leaves), then briefly the marker too
+    # lock exists (what a SIGKILL there leaves), then the marker's temp file (killed between
+    # writing it and moving it into place: a compare worker killed with its pool), then the marker
     out = tmp_path / "run"
     out.mkdir()
     if left == "marker_and_lock":
         (out / ".cosim-run.json").write_text('{"cosim_run": 1, "run_id": "x", "scenario_sha256": "y"}')
+    if left == "marker_temp_and_lock":
+        (out / ".cosim-tmp-123-.cosim-run.json").write_text('{"cosim_run": 1, "run_id": "x"')
     (out / ".cosim-lock").write_text("123\n")
     code = cli.main(["run", "--resume", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert_refused(code, err, "nothing to resume", f"--out {out}")
     assert run_cli(capsys, str(SMOKE), "--out", str(out))[0] == 0
+    assert not list(out.glob(".cosim-tmp-*")) and (out / "summary.json").is_file()
 
 
 def test_overwritten_run_killed_before_its_first_checkpoint_never_resumes_the_old_one(tmp_path: Path) -> None:
