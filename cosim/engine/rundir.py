@@ -5,7 +5,7 @@ resolved scenario), written before anything else, and a lock file, ``.cosim-lock
 held with ``fcntl.flock`` for the whole run (it names the holder's pid). The rules:
 
 - a fresh run takes a directory that does not exist, is empty, or holds only its
-  marker and lock (a run killed before it wrote ``scenario.yaml``); a directory holding
+  marker, lock and temp files (a run killed before it wrote ``scenario.yaml``); a directory holding
   an earlier cosim run needs ``overwrite`` (``--overwrite``), which deletes the files
   cosim writes (:data:`OWN_FILES`, its ``.cosim-tmp-*`` temp files) and nothing else;
   any other non-empty directory is refused, with or without ``overwrite``;
