@@ -61,9 +61,9 @@ def _execution_line(scenario: Scenario) -> str:
         return f"execution: sequential, {ex.threads} thread(s)"
     line = f"execution: {ex.executor}, {ex.workers} worker(s) x {ex.threads} thread(s)"
     if ex.executor == "batched":
-        from learning.execution.batched import MAX_DEVICES_CPU, MAX_DEVICES_GPU
+        from learning.execution.batched import default_max_devices
 
-        stack = ex.max_devices or (MAX_DEVICES_CPU if ex.device == "cpu" else MAX_DEVICES_GPU)
+        stack = ex.max_devices or default_max_devices(ex.device)
         line += (f", on {ex.device} in stacks of up to {stack} devices (algorithms without a batched plan "
                  f"train one device at a time on the cpu)")
     elif ex.executor == "ray":

@@ -64,7 +64,8 @@ from learning.optim import adam_step_, sgd_step_
 
 __all__ = ["adam_step_", "sgd_step_", "StackedOptimizer", "DeviceInit", "DeviceStats", "BatchedPlan",
            "PlainPlan", "PlainModelPlan", "BATCHED_PLANS", "batched_plan", "BatchedExecutor", "Task",
-           "assign_shares", "check_device", "MAX_DEVICES_CPU", "MAX_DEVICES_GPU"]
+           "assign_shares", "check_device", "default_max_devices", "MAX_DEVICES_CPU",
+           "MAX_DEVICES_GPU"]
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -271,6 +272,11 @@ def check_device(device: str) -> str:
 #: default largest stack on the CPU and on a GPU (see ``BatchedExecutor``).
 MAX_DEVICES_CPU, MAX_DEVICES_GPU = 32, 256
 
+
+def default_max_devices(device: str) -> int:
+    """The largest stack ``BatchedExecutor`` uses on ``device`` when none is given."""
+    return MAX_DEVICES_CPU if torch.device(device).type == "cpu" else MAX_DEVICES_GPU
+
 _WORKER_EXECUTOR: "BatchedExecutor | None" = None  # a pool worker's in-process executor (caches the plan)
 
 
@@ -314,7 +320,7 @@ class BatchedExecutor:
                  start_method: str = "forkserver", device: str = "cpu") -> None:
         self.device = check_device(device)
         if max_devices is None:
-            max_devices = MAX_DEVICES_CPU if torch.device(self.device).type == "cpu" else MAX_DEVICES_GPU
+            max_devices = default_max_devices(self.device)
         if workers < 1 or threads < 1 or max_devices < 1:
             raise ValueError(f"workers, threads and max_devices must be >= 1, got {workers}, {threads}, {max_devices}")
         self.workers, self.threads, self.max_devices = workers, threads, max_devices
