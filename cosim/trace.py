@@ -204,9 +204,7 @@ class _FreeTable:
             if isinstance(values, np.ndarray):  # a whole column (``set_columns``): no per-value work
                 kind = _ARRAY_TYPES.get(values.dtype.kind) or _infer_type(key, values)
             else:
-                kind = _infer_type(key, values)
-                if kind == pa.float64():
-                    values = [None if v is None else float(v) for v in values]
+                kind = _infer_type(key, values)  # an int in a float64 column: converted by arrow_array
             arrays.append(arrow_array(values, kind))
             fields.append(pa.field(key, kind))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
